@@ -122,12 +122,13 @@ def hash_files(paths: list[Path], root: Path) -> dict:
 
 
 def manifest_files(modules: list[str]) -> list[Path]:
-    """The ``course_lib`` files an assignment's grade depends on: the grading package and the
-    reference modules (found without importing them)."""
+    """The ``course_lib`` files a score depends on: what the verifier imports (the checks, the
+    test-cell reader) and the reference modules (found without importing them)."""
     import importlib.util
 
     pkg = Path(importlib.util.find_spec("course_lib").origin).parent
-    files = {pkg / "__init__.py", *sorted((pkg / "grading").glob("*.py"))}
+    files = {pkg / "__init__.py", *(pkg / "grading" / f for f in (
+        "__init__.py", "checks.py", "notebook.py", "verify.py"))}
     for m in modules:
         spec = importlib.util.find_spec(m)
         if spec and spec.origin:
@@ -157,12 +158,18 @@ def _attribute(name: str, tasks_by_function: dict) -> list:
     return ["all"]
 
 
-def verify(source_nb, events: list, died: str | None = None) -> dict:
-    """Scores from sandbox events: ``{"cells": {grade_id: {"score", "max", "message"}},
-    "tampering": [...], "notes": [...]}``."""
+def verify(source_nb, events: list, died: str | None = None, release_nb=None) -> dict:
+    """Scores from sandbox events: ``{"cells": {grade_id: {"score", "max", "message",
+    "feedback"}}, "tampering": [...]}``. ``message`` is for the instructor (with the failing
+    input); ``feedback`` is for the student and names no input of a hidden test (a check call
+    that is not in the released test cell)."""
     from course_lib.grading.checks import expected_data, judge
 
     cells = graded_cells(source_nb)
+    visible = set()
+    if release_nb is not None:
+        for cell in graded_cells(release_nb):
+            visible.update((cell.grade_id, repr(c)) for c in cell.calls)
     results = {}
     by_call = {}
     for e in events:
@@ -178,13 +185,13 @@ def verify(source_nb, events: list, died: str | None = None) -> dict:
     for name, what in tampering:
         for gid in _attribute(name, tasks_by_function):
             tampered_cells.setdefault(gid, []).append(what)
-    n = 0
+    first = 0
     for cell in cells:
-        message = None
-        for call in cell.calls:
+        message = feedback = None
+        first, n0 = first + len(cell.calls), first  # calls are numbered across the notebook
+        for n, call in enumerate(cell.calls, start=n0):
             _, task, cases = resolve(call)
             got = by_call.get(f"{cell.grade_id}:{n}", {})
-            n += 1
             for k, args in enumerate(cases):
                 outcome = got.get(k)
                 if outcome is None:
@@ -198,6 +205,11 @@ def verify(source_nb, events: list, died: str | None = None) -> dict:
                 message = judge(task, args, expected_data(task, args), outcome)
                 if message:
                     message = f"test {k + 1} of {len(cases)}: {message}"
+                    if release_nb is not None and (cell.grade_id, repr(call)) not in visible:
+                        feedback = (f"{call.function} fails a hidden test (inputs other than "
+                                    f"the visible ones). Hint: {task.hint}")
+                        if outcome.get("kind") == "reference":
+                            feedback = message
                     break
             if message:
                 break
@@ -205,15 +217,20 @@ def verify(source_nb, events: list, died: str | None = None) -> dict:
         if tamper:
             message = "tampering: " + "; ".join(sorted(set(tamper)))
         results[cell.grade_id] = {"score": 0.0 if message else cell.points, "max": cell.points,
-                                  "message": message}
+                                  "message": message, "feedback": feedback or message}
     return {"cells": results, "tampering": sorted({w for _, w in tampering})}
 
 
 def main():
     req = json.loads(sys.stdin.read())
-    check_manifest(req["manifest"])
+    try:
+        check_manifest(req["manifest"])
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        sys.exit(3)
     source_nb = nbformat.read(req["source"], as_version=4)
-    out = verify(source_nb, req["events"], req.get("died"))
+    release_nb = nbformat.read(req["release"], as_version=4) if req.get("release") else None
+    out = verify(source_nb, req["events"], req.get("died"), release_nb)
     sys.stdout.write(json.dumps(out))
 
 
