@@ -1,0 +1,222 @@
+"""The book is a test: it builds with the command `make book` runs, every page executes, and a
+cell that raises fails the build.
+
+The fast tests check the configuration (what must hold for the build to be a test at all). The
+slow ones build: the real book into ``tmp_path`` (never into the source tree), offline where the
+machine allows it, and a throwaway book with our ``_config.yml`` whose page raises.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# The exact flags of `make book` (README): warnings are errors, nitpicky, report all of them.
+BUILD_FLAGS = ["-W", "-n", "--keep-going"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def jupyter_book() -> str:
+    """The jupyter-book script of the running interpreter's environment."""
+    candidate = Path(sys.executable).parent / "jupyter-book"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("jupyter-book")
+    if found is None:
+        pytest.skip("jupyter-book is not installed (pip install -e '.[book]')")
+    return found
+
+
+def offline_prefix() -> list[str]:
+    """A command prefix that runs the build with no network (a fresh network namespace with only
+    loopback up, which the Jupyter kernel needs), or [] where that is not possible."""
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        return []
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"],
+                           capture_output=True, timeout=30)
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if probe.returncode == 0 else []
+
+
+def build(source: Path, output: Path, offline: bool = False) -> subprocess.CompletedProcess:
+    cmd = [jupyter_book(), "build", str(source), "--path-output", str(output), *BUILD_FLAGS]
+    if offline:
+        cmd = offline_prefix() + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def tail(proc: subprocess.CompletedProcess, n: int = 6000) -> str:
+    return (proc.stdout + proc.stderr)[-n:]
+
+
+# ------------------------------------------------------------------------------------------
+# Fast: the configuration
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def toc() -> dict:
+    return yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def test_execution_is_cached_and_errors_fail_the_build(config):
+    execute = config["execute"]
+    assert execute["execute_notebooks"] == "cache"
+    assert execute["allow_errors"] is False
+    assert execute["raise_on_error"] is True
+    assert execute["timeout"] >= 60
+
+
+def test_only_toc_pages_are_built(config):
+    assert config["only_build_toc_files"] is True
+    for pattern in ["_build", ".venv", "solutions", "assignments", "tests", "**.ipynb_checkpoints"]:
+        assert pattern in config["exclude_patterns"], f"{pattern!r} missing from exclude_patterns"
+
+
+def test_nothing_reaches_the_network_at_build(config):
+    assert config["sphinx"]["config"]["intersphinx_mapping"] == {}
+    buttons = config.get("launch_buttons", {})
+    assert not buttons.get("thebe")
+    for key in ["binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url"]:
+        assert not buttons.get(key), f"launch_buttons.{key} must be empty"
+    assert "sphinx_exercise" in config["sphinx"]["extra_extensions"]
+    assert {"colon_fence", "dollarmath"} <= set(config["parse"]["myst_enable_extensions"])
+
+
+def toc_files(toc: dict) -> list[str]:
+    files = [toc["root"]]
+    stack = list(toc.get("chapters", [])) + [c for p in toc.get("parts", []) for c in p["chapters"]]
+    while stack:
+        entry = stack.pop(0)
+        if "file" in entry:
+            files.append(entry["file"])
+        stack.extend(entry.get("sections", []))
+    return files
+
+
+def test_toc_lists_existing_pages_only(toc):
+    assert toc["format"] == "jb-book"
+    assert toc["root"] == "book/intro"
+    files = toc_files(toc)
+    assert "book/02_tokenization" in files
+    for name in files:
+        matches = [p for p in (ROOT / f"{name}.md", ROOT / f"{name}.ipynb") if p.exists()]
+        assert matches, f"_toc.yml lists {name}, which has no .md or .ipynb file"
+
+
+def test_chapter_pages_are_myst_notebooks_with_one_lexer(toc):
+    for name in toc_files(toc)[1:]:
+        page = ROOT / f"{name}.md"
+        if not page.exists():
+            continue
+        text = page.read_text(encoding="utf-8")
+        header = yaml.safe_load(text.split("---", 2)[1])
+        assert header["jupytext"]["text_representation"]["format_name"] == "myst", page
+        assert header["kernelspec"]["name"] == "python3", page
+        lexers = set(re.findall(r"```\{code-cell\}\s*(\S*)", text))
+        assert lexers == {"ipython3"}, f"{page}: code cells must use ipython3, found {lexers}"
+        assert "!pip" not in text, f"{page}: no !pip cells"
+
+
+def test_literalincludes_point_at_real_library_code():
+    """The chapter shows library code with literalinclude + pyobject: the file and the objects
+    must exist, or Sphinx warns (and -W fails the build, but this says which one)."""
+    import ast
+
+    page = (ROOT / "book" / "02_tokenization.md").read_text(encoding="utf-8")
+    includes = re.findall(r"```\{literalinclude\} (\S+)\n(?::[^\n]*\n)*?:pyobject: (\S+)", page)
+    assert includes, "the chapter should show library code with literalinclude"
+    for rel, obj in includes:
+        source = (ROOT / "book" / rel).resolve()
+        assert source.exists(), f"literalinclude of missing file {rel}"
+        names = {node.name for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
+                 if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        assert obj in names, f"{rel} has no function or class {obj!r}"
+
+
+def test_intro_names_every_chapter_file():
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    assert "02_tokenization.md" in intro
+    assert "assignments/tokenization/tokenization.ipynb" in intro
+    assert len(set(re.findall(r"book/(\d\d)_\w+\.md", intro)) | {"02"}) == 10
+
+
+# ------------------------------------------------------------------------------------------
+# Slow: real builds
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_book_builds_and_renders_the_tokenization_chapter(tmp_path):
+    out = tmp_path / "out"
+    proc = build(ROOT, out, offline=True)
+    assert proc.returncode == 0, f"`jupyter-book build . {' '.join(BUILD_FLAGS)}` failed:\n{tail(proc)}"
+
+    html_dir = out / "_build" / "html"
+    page = html_dir / "book" / "02_tokenization.html"
+    assert page.exists(), f"no {page.relative_to(out)}; built: {sorted(p.name for p in html_dir.rglob('*.html'))}"
+    assert (html_dir / "book" / "intro.html").exists()
+    html = page.read_text(encoding="utf-8")
+
+    # the colour-coded token view, for our tokenizer and for GPT-4's
+    assert html.count('class="token-view"') >= 2
+    assert re.search(r'<span title="id \d+" style="background:#', html)
+    # at least one figure, embedded as a PNG file that exists
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+    assert images, "the chapter has no PNG figure"
+    for src in images:
+        image = (page.parent / src).resolve()
+        assert image.exists(), f"figure {src} is missing from the build"
+        assert image.read_bytes()[:8] == PNG_MAGIC, f"{src} is not a PNG"
+    assert "Fig. 1" in html, "the figure has no numbered caption"
+    # executed outputs that are claims of the chapter
+    assert "identical ids: True" in html
+    assert "same merges: True" in html
+    # the reader exercises, with their solutions folded away
+    assert html.count('class="exercise admonition"') >= 2
+    assert html.count('class="solution dropdown admonition"') == html.count('class="exercise admonition"')
+    # pages outside the toc are never built
+    for excluded in ["README.html", "solutions", "assignments", "tests"]:
+        assert not (html_dir / excluded).exists(), f"{excluded} should not be built"
+
+
+def tiny_book(root: Path, cell: str) -> Path:
+    """A one-chapter book with the course's real _config.yml (and its static files)."""
+    root.mkdir()
+    shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    if (ROOT / "book" / "_static").exists():
+        shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
+    (root / "book").mkdir(exist_ok=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/page\n")
+    (root / "book" / "intro.md").write_text("# Intro\n\nA throwaway book.\n")
+    (root / "book" / "page.md").write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "    format_version: 0.13\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+        "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\nx = 1 + 1\n```\n\n"
+        f"```{{code-cell}} ipython3\n{cell}\n```\n")
+    return root
+
+
+@pytest.mark.slow
+def test_a_cell_that_raises_fails_the_build(tmp_path):
+    # control: the same book with a harmless cell builds, so the failure below is the raise
+    good = build(tiny_book(tmp_path / "good", "print(x)"), tmp_path / "good_out")
+    assert good.returncode == 0, f"the control book should build:\n{tail(good)}"
+
+    bad = build(tiny_book(tmp_path / "bad", 'raise RuntimeError("a cell that raises")'),
+                tmp_path / "bad_out")
+    assert bad.returncode != 0, "a page whose cell raises must fail the build"
+    assert "a cell that raises" in bad.stdout + bad.stderr, "the log should show the cell's error"
