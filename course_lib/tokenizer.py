@@ -27,6 +27,7 @@ gives the same ids, orders of magnitude faster.
 from __future__ import annotations
 
 import base64
+import binascii
 import collections
 import gzip
 import hashlib
@@ -146,25 +147,52 @@ def train_plain(chunks: list[str], vocab_size: int, verbose: bool = False) -> di
 
 
 def train_fast(chunks: Iterable[str], vocab_size: int, progress: bool = False) -> dict:
-    """Learn the same merges as ``train_plain``, fast.
+    """Learn the same merges as ``train_plain``, fast (the default trainer).
 
-    Three ideas (the same ones Hugging Face ``tokenizers`` and CS336's reference use):
-    identical chunks are trained on once, weighted by how often they occur; the pair counts are
-    kept from step to step and only the chunks that contain the merged pair are updated; a heap
-    (with stale entries skipped when popped) finds the most frequent pair without a full scan.
+    Three ideas, the same ones Hugging Face ``tokenizers`` and CS336's reference use:
+
+    1. Identical chunks are trained on once, weighted by how often they occur (1 MB of English
+       has ~200k chunks but only ~11k distinct ones).
+    2. The pair counts are kept from step to step. Every distinct chunk's bytes sit in one array,
+       linked into a list (``prev``/``nxt``; -1 ends a chunk, so pairs never cross chunks), and
+       ``where[pair]`` lists the positions where the pair may start. A merge visits only those
+       positions, joins the two nodes, and moves the counts of the pairs around them: ``(left, a)``
+       and ``(b, right)`` lose the weight, ``(left, new)`` and ``(new, right)`` gain it. The
+       counts stay exactly what ``get_stats`` would find, so the chosen pairs are the same.
+    3. A heap of ``(-count, pair)`` finds the best pair (ties: the smallest pair, like
+       ``best_pair``) without a scan. Entries are never updated in place: a popped entry whose
+       count is out of date is filed again with the current count (counts only fall for old
+       pairs; new pairs are pushed when they appear).
+
+    ``where`` lists are never cleaned; an entry is checked when used (are the ids at that
+    position still ``a`` then ``b``?). They stay sorted by position, because positions are
+    appended in the order the merged pair's positions are visited, which is why overlapping
+    occurrences (``aaa``) are merged from the left, as ``merge`` does.
     """
     chunk_counts = collections.Counter(chunks)
-    words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
-    freqs = list(chunk_counts.values())
+    ids: list[int] = []  # the token at each position; -1 once merged into its left neighbour
+    weight: list[int] = []  # how often the chunk holding this position occurs
+    prev: list[int] = []
+    nxt: list[int] = []
+    for chunk, count in chunk_counts.items():
+        data = chunk.encode("utf-8")
+        start, n = len(ids), len(data)
+        if n == 0:
+            continue
+        ids.extend(data)
+        weight.extend([count] * n)
+        prev.extend(range(start - 1, start + n - 1))
+        prev[start] = -1
+        nxt.extend(range(start + 1, start + n + 1))
+        nxt[-1] = -1
 
     pair_counts: dict[tuple[int, int], int] = collections.defaultdict(int)
-    where: dict[tuple[int, int], set[int]] = collections.defaultdict(set)
-    for w, (word, freq) in enumerate(zip(words, freqs)):
-        for pair in zip(word, word[1:]):
-            pair_counts[pair] += freq
-            where[pair].add(w)
-    # Heap entries are (-count, pair): the smallest entry is the most frequent pair and, among
-    # equals, the smallest pair -- the same tie-break as best_pair.
+    where: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
+    for i, j in enumerate(nxt):
+        if j != -1:
+            pair = (ids[i], ids[j])
+            pair_counts[pair] += weight[i]
+            where[pair].append(i)
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
@@ -174,41 +202,47 @@ def train_fast(chunks: Iterable[str], vocab_size: int, progress: bool = False) -
         from tqdm.auto import tqdm
         bar = tqdm(total=num_merges, desc="BPE merges", unit="merge")
     merges = {}
-    for i in range(num_merges):
+    for k in range(num_merges):
         while heap:
             neg_count, pair = heapq.heappop(heap)
-            if pair_counts.get(pair, 0) == -neg_count and neg_count < 0:
-                break  # an up-to-date entry
-        else:
-            raise _ran_out(num_merges, i)
-        idx = 256 + i
-        merges[pair] = idx
-        changed = set()
-        for w in where.pop(pair):
-            word, freq = words[w], freqs[w]
-            before = get_stats(word)
-            new_word = merge(word, pair, idx)
-            after = get_stats(new_word)
-            words[w] = new_word
-            for p in before.keys() | after.keys():
-                delta = after.get(p, 0) - before.get(p, 0)
-                if delta:
-                    pair_counts[p] += delta * freq
-                    changed.add(p)
-                if p not in after:
-                    s = where.get(p)
-                    if s is not None:
-                        s.discard(w)
-                elif p != pair:
-                    where[p].add(w)
-        for p in changed:
-            count = pair_counts[p]
+            count = pair_counts.get(pair, 0)
+            if count == -neg_count and count > 0:
+                break  # an up-to-date entry: the best pair
             if count > 0:
-                heapq.heappush(heap, (-count, p))
-            else:
-                del pair_counts[p]
-                where.pop(p, None)
-        pair_counts.pop(pair, None)
+                heapq.heappush(heap, (-count, pair))  # the count fell: file it again
+        else:
+            raise _ran_out(num_merges, k)
+        idx = 256 + k
+        merges[pair] = idx
+        a, b = pair
+        new_pairs = set()
+        for i in where.pop(pair):
+            j = nxt[i]
+            if ids[i] != a or j == -1 or ids[j] != b:
+                continue  # stale: an earlier merge changed this position
+            w = weight[i]
+            p, n = prev[i], nxt[j]
+            if p != -1:
+                left = ids[p]
+                pair_counts[(left, a)] -= w
+                q = (left, idx)
+                pair_counts[q] += w
+                where[q].append(p)
+                new_pairs.add(q)
+            if n != -1:
+                right = ids[n]
+                pair_counts[(b, right)] -= w
+                q = (idx, right)
+                pair_counts[q] += w
+                where[q].append(i)
+                new_pairs.add(q)
+                prev[n] = i
+            ids[i], ids[j] = idx, -1
+            nxt[i] = n
+        del pair_counts[pair]  # every occurrence is gone
+        for q in new_pairs:
+            if pair_counts[q] > 0:
+                heapq.heappush(heap, (-pair_counts[q], q))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -247,6 +281,8 @@ class Tokenizer:
 
     @property
     def n_vocab(self) -> int:
+        """How many tokens there are, ordinary and special. (tiktoken's ``n_vocab`` is the
+        largest id + 1, larger when special-token ids leave a gap.)"""
         return len(self.vocab)
 
     def register_special_tokens(self, special_tokens: dict[str, int]) -> None:
@@ -263,7 +299,7 @@ class Tokenizer:
                 raise ValueError(f"id of special token {token!r} must be an int >= 0, got {idx!r}")
             if idx in ordinary:
                 raise ValueError(f"id {idx} of special token {token!r} is already an ordinary token; "
-                                 f"use an id >= {self.n_vocab}")
+                                 f"use an id >= {max(self.vocab) + 1}")
             other = self.inverse_special_tokens.get(idx)
             if other is not None and other != token:
                 raise ValueError(f"id {idx} is already the special token {other!r}")
@@ -278,10 +314,26 @@ class Tokenizer:
             return [text]
         return self.compiled_pattern.findall(text)
 
-    def train(self, text: str, vocab_size: int, verbose: bool = False) -> None:
-        """Learn ``vocab_size - 256`` merges from ``text`` (special tokens are not counted)."""
+    def train(self, text: str, vocab_size: int, verbose: bool = False,
+              algorithm: str = "fast") -> None:
+        """Learn ``vocab_size - 256`` merges from ``text``.
+
+        ``algorithm="fast"`` (default) uses ``train_fast``; ``"plain"`` the teaching version
+        ``train_plain`` (same merges, much slower). Special tokens registered before training
+        keep their ids; their text is trained on like any other text.
+        """
         _check_train_args(text, vocab_size)
-        self.merges = train_plain(self._chunks(text), vocab_size, verbose=verbose)
+        if algorithm not in ("fast", "plain"):
+            raise ValueError(f"algorithm must be 'fast' or 'plain', got {algorithm!r}")
+        clash = sorted(i for i in self.inverse_special_tokens if 256 <= i < vocab_size)
+        if clash:
+            raise ValueError(f"vocab_size={vocab_size} would give merged tokens the ids {clash[:5]}, "
+                             f"which special tokens already use; pass vocab_size <= {clash[0]} "
+                             "or register the special tokens with ids >= vocab_size")
+        if algorithm == "fast":
+            self.merges = train_fast(self._chunks(text), vocab_size, progress=verbose)
+        else:
+            self.merges = train_plain(self._chunks(text), vocab_size, verbose=verbose)
         self.byte_to_id = list(range(256))
         self.vocab = self._build_vocab()
 
@@ -320,12 +372,13 @@ class Tokenizer:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         allowed = self._special_set(allowed_special, "allowed_special")
         disallowed = self._special_set(disallowed_special, "disallowed_special") - allowed
-        for token in disallowed:
-            if token in text:
-                raise ValueError(
-                    f"text contains the special token {token!r}, which is not allowed. Pass "
-                    f"allowed_special={{{token!r}}} (or 'all') to encode it as one token, or "
-                    "disallowed_special=() to encode it as ordinary text.")
+        found = [token for token in disallowed if token in text]
+        if found:
+            token = min(found, key=text.index)  # the first one in the text, as tiktoken says
+            raise ValueError(
+                f"text contains the special token {token!r}, which is not allowed. Pass "
+                f"allowed_special={{{token!r}}} (or 'all') to encode it as one token, or "
+                "disallowed_special=() to encode it as ordinary text.")
         if not allowed:
             return self.encode_ordinary(text)
         split = "(" + "|".join(regex.escape(t) for t in sorted(allowed, key=len, reverse=True)) + ")"
@@ -343,7 +396,11 @@ class Tokenizer:
         if isinstance(value, str):
             raise TypeError(f"{name} must be 'all' or a set of special-token strings, got the "
                             f"string {value!r}; write {name}={{{value!r}}}")
-        value = set(value)
+        try:
+            value = set(value)
+        except TypeError:
+            raise TypeError(f"{name} must be 'all' or a set of special-token strings, got "
+                            f"{type(value).__name__} {value!r}") from None
         unknown = value - set(self.special_tokens)
         if unknown:
             raise ValueError(f"{name} names unknown special token(s) {sorted(unknown)}; this "
@@ -355,6 +412,7 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of ``ids`` joined (may be a partial UTF-8 character)."""
+        ids = list(ids)
         try:
             return b"".join(self.vocab[i] for i in ids)
         except (KeyError, TypeError):
@@ -371,17 +429,21 @@ class Tokenizer:
     # -- saving and loading --------------------------------------------------------------------
 
     def save(self, prefix: str | os.PathLike) -> Path:
-        """Write ``prefix.model`` (what ``load`` reads) and ``prefix.vocab`` (for people to read)."""
+        """Write ``prefix.model`` (what ``load`` reads) and ``prefix.vocab`` (for people to read).
+
+        The ``.model`` file is text: a version line, the class, the split pattern (base64, or
+        ``-`` for none), the 256 ids of the single bytes, the special tokens, one merge
+        ``left right new_id`` per line in the order learned, and ``end <number of merges>``
+        so that a truncated file is detected. Returns the path of the ``.model`` file.
+        """
         prefix = Path(prefix)
         model = prefix.with_name(prefix.name + ".model")
-        lines = [FORMAT_VERSION, type(self).__name__, base64.b64encode(
-            (self.pattern or "").encode("utf-8")).decode("ascii") if self.pattern is not None else "-"]
-        lines.append(" ".join(str(b) for b in self.byte_to_id))
-        lines.append(str(len(self.special_tokens)))
-        for token, idx in self.special_tokens.items():
-            lines.append(f"{base64.b64encode(token.encode('utf-8')).decode('ascii')} {idx}")
-        for (p0, p1), idx in self.merges.items():
-            lines.append(f"{p0} {p1} {idx}")
+        pattern = "-" if self.pattern is None else _b64(self.pattern)
+        lines = [FORMAT_VERSION, type(self).__name__, pattern,
+                 " ".join(str(b) for b in self.byte_to_id), str(len(self.special_tokens))]
+        lines += [f"{_b64(token)} {idx}" for token, idx in self.special_tokens.items()]
+        lines += [f"{p0} {p1} {idx}" for (p0, p1), idx in self.merges.items()]
+        lines.append(f"end {len(self.merges)}")
         model.write_text("\n".join(lines) + "\n", encoding="utf-8")
         with open(prefix.with_name(prefix.name + ".vocab"), "w", encoding="utf-8") as f:
             inverted = {idx: pair for pair, idx in self.merges.items()}
@@ -397,47 +459,23 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
-        """Read a ``.model`` file written by ``save``. Returns the class it was saved from."""
+        """Read a ``.model`` file written by ``save``. Returns the class it was saved from.
+
+        A file that is not one (wrong version line, truncated, edited by hand) raises
+        ``ValueError`` naming the file and what is wrong.
+        """
         path = Path(path)
         if path.suffix != ".model":
-            raise ValueError(f"path must be a .model file written by Tokenizer.save, got {path}")
+            raise ValueError(f"path must be the .model file written by Tokenizer.save, got {path}; "
+                             f"pass {path.name}.model if you saved with prefix {path.name!r}")
+        if not path.is_file():
+            raise FileNotFoundError(f"path {path} does not exist; write it first with "
+                                    "tokenizer.save(prefix)")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            if not lines or lines[0] != FORMAT_VERSION:
-                raise ValueError(f"first line is {lines[0]!r}" if lines else "the file is empty")
-            kind, pattern = lines[1], lines[2]
-            pattern = None if pattern == "-" else base64.b64decode(pattern).decode("utf-8")
-            byte_to_id = [int(x) for x in lines[3].split()]
-            if sorted(byte_to_id) != sorted(set(byte_to_id)) or len(byte_to_id) != 256:
-                raise ValueError("the byte table does not have 256 distinct ids")
-            n_special = int(lines[4])
-            special = {}
-            for line in lines[5:5 + n_special]:
-                token, idx = line.split()
-                special[base64.b64decode(token).decode("utf-8")] = int(idx)
-            merges = {}
-            for n, line in enumerate(lines[5 + n_special:], start=6 + n_special):
-                p0, p1, idx = (int(x) for x in line.split())
-                merges[(p0, p1)] = idx
-        except (ValueError, IndexError, UnicodeDecodeError, base64.binascii.Error) as e:
+            return _from_model_lines(path.read_text(encoding="utf-8").splitlines())
+        except (ValueError, IndexError, UnicodeDecodeError, binascii.Error, regex.error) as e:
             raise ValueError(f"{path} is not a valid tokenizer file ({e}); re-create it with "
                              "tokenizer.save(prefix)") from None
-        classes = {c.__name__: c for c in (BasicTokenizer, RegexTokenizer, GPT4Tokenizer)}
-        if kind not in classes:
-            raise ValueError(f"{path} was saved by an unknown class {kind!r}")
-        tok = Tokenizer.__new__(classes[kind])
-        Tokenizer.__init__(tok, pattern)
-        tok.byte_to_id = byte_to_id
-        tok.merges = merges
-        tok.register_special_tokens(special)
-        known = set(byte_to_id)
-        for (p0, p1), idx in merges.items():
-            if p0 not in known or p1 not in known:
-                raise ValueError(f"{path} is corrupt: merge ({p0}, {p1}) -> {idx} uses an id that "
-                                 "no earlier line defines; re-create it with tokenizer.save(prefix)")
-            known.add(idx)
-        tok.vocab = tok._build_vocab()
-        return tok
 
     # -- export --------------------------------------------------------------------------------
 
@@ -459,10 +497,12 @@ class Tokenizer:
         """This tokenizer as a ``tiktoken.Encoding``: the same ids, at tiktoken's speed."""
         import tiktoken
 
-        if self.pattern is None:
-            raise ValueError("tiktoken needs a split pattern; BasicTokenizer has none "
-                             "(use RegexTokenizer)")
-        return tiktoken.Encoding(name=name, pat_str=self.pattern,
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        # BasicTokenizer has no split pattern: one that matches the whole text makes tiktoken
+        # run BPE over it as a single chunk, as encode does.
+        pattern = self.pattern if self.pattern is not None else r"[\s\S]+"
+        return tiktoken.Encoding(name=name, pat_str=pattern,
                                  mergeable_ranks=self.mergeable_ranks(),
                                  special_tokens=dict(self.special_tokens))
 
@@ -494,17 +534,57 @@ class RegexTokenizer(Tokenizer):
             raise ValueError(f"pattern is not a valid regular expression: {e}") from None
         super().__init__(pattern=pattern)
 
-    def train(self, text: str, vocab_size: int, verbose: bool = False,
-              algorithm: str = "fast") -> None:
-        _check_train_args(text, vocab_size)
-        if algorithm == "fast":
-            self.merges = train_fast(self._chunks(text), vocab_size, progress=verbose)
-        elif algorithm == "plain":
-            self.merges = train_plain(self._chunks(text), vocab_size, verbose=verbose)
-        else:
-            raise ValueError(f"algorithm must be 'fast' or 'plain', got {algorithm!r}")
-        self.byte_to_id = list(range(256))
-        self.vocab = self._build_vocab()
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _from_model_lines(lines: list[str]) -> Tokenizer:
+    """Parse the lines of a ``.model`` file (see ``Tokenizer.save``); raise ``ValueError`` saying
+    what is wrong with them."""
+    if len(lines) < 6:
+        raise ValueError(f"it has {len(lines)} lines, a saved tokenizer has at least 6")
+    if lines[0] != FORMAT_VERSION:
+        raise ValueError(f"the first line is {lines[0][:40]!r}, expected {FORMAT_VERSION!r}")
+    classes = {c.__name__: c for c in (BasicTokenizer, RegexTokenizer, GPT4Tokenizer)}
+    kind = lines[1]
+    if kind not in classes:
+        raise ValueError(f"line 2 names the class {kind[:40]!r}, expected one of {sorted(classes)}")
+    pattern = None if lines[2] == "-" else base64.b64decode(lines[2], validate=True).decode("utf-8")
+    byte_to_id = [int(x) for x in lines[3].split()]
+    if len(byte_to_id) != 256 or len(set(byte_to_id)) != 256 or min(byte_to_id) < 0:
+        raise ValueError("line 4 must hold 256 distinct ids >= 0, one per byte")
+    n_special = int(lines[4])
+    if n_special < 0:
+        raise ValueError(f"line 5 says {n_special} special tokens")
+    special = {}
+    for line in lines[5:5 + n_special]:
+        token, idx = line.split()
+        special[base64.b64decode(token, validate=True).decode("utf-8")] = int(idx)
+    if len(special) != n_special:
+        raise ValueError(f"line 5 announces {n_special} special tokens, {len(special)} follow")
+    body = lines[5 + n_special:]
+    if not body or not body[-1].startswith("end "):
+        raise ValueError("the last line is not 'end <number of merges>': the file was cut short")
+    n_merges = int(body[-1].split()[1])
+    body = body[:-1]
+    if len(body) != n_merges:
+        raise ValueError(f"the last line announces {n_merges} merges, the file has {len(body)}")
+    merges = {}
+    known = set(byte_to_id)
+    for n, line in enumerate(body, start=6 + n_special):
+        p0, p1, idx = (int(x) for x in line.split())
+        if p0 not in known or p1 not in known or idx in known or (p0, p1) in merges:
+            raise ValueError(f"line {n} merges ({p0}, {p1}) -> {idx}, but the ids it uses are not "
+                             "defined above it, its new id is already taken, or it repeats a merge")
+        merges[(p0, p1)] = idx
+        known.add(idx)
+    tok = Tokenizer.__new__(classes[kind])
+    Tokenizer.__init__(tok, pattern)
+    tok.byte_to_id = byte_to_id
+    tok.merges = merges
+    tok.register_special_tokens(special)  # checks the special ids against the ordinary ones
+    return tok
 
 
 # --------------------------------------------------------------------------------------------
