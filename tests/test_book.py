@@ -82,7 +82,9 @@ def test_execution_is_cached_and_errors_fail_the_build(config):
 
 def test_only_toc_pages_are_built(config):
     assert config["only_build_toc_files"] is True
-    for pattern in ["_build", ".venv", "solutions", "assignments", "tests", "**.ipynb_checkpoints"]:
+    # hidden folders (.pytest_cache holds a README.md) are invisible to only_build_toc_files
+    for pattern in ["_build", ".venv", "solutions", "assignments", "tests", "**.ipynb_checkpoints",
+                    ".*", "**/.*"]:
         assert pattern in config["exclude_patterns"], f"{pattern!r} missing from exclude_patterns"
 
 
