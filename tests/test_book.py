@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# The exact flags of `make book` (README): warnings are errors, nitpicky, report all of them.
-BUILD_FLAGS = ["-W", "-n", "--keep-going"]
+# The exact flags of `make book` (README): warnings are errors, nitpicky, report all of them, and
+# re-read every page (--all), so that a warning in an unchanged page is not hidden by Sphinx's
+# incremental build.
+BUILD_FLAGS = ["-W", "-n", "--keep-going", "--all"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
