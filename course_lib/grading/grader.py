@@ -149,7 +149,15 @@ def grade_one(sub: lms.Submission, ctx: dict) -> Result:
             "watch": ["course_lib"]}
     run = sandbox.run_notebook(plan, hide=ctx["hide"], limits=ctx["limits"],
                                base_dir=ctx["sandbox_base"])
+    if not any(e.get("event") == "start" for e in run.events):
+        raise RuntimeError("the sandbox did not start: " + run.stderr_tail.strip()[-500:])
     died = run.died()
+    ran = [e["index"] for e in run.events if e.get("event") == "cell" and isinstance(e.get("index"), int)]
+    if died and not any(e.get("event") == "tampering" for e in run.events):
+        code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        nxt = [i for i in code_cells if not ran or i > max(ran)]
+        if nxt:
+            died += f" while running cell {nxt[0] + 1}"
     for e in run.events:
         if e.get("event") == "cell" and isinstance(e.get("index"), int) \
                 and 0 <= e["index"] < len(nb.cells):

@@ -207,7 +207,11 @@ def main():
 
     # -- the graded calls --------------------------------------------------------------------
     ns = shell.user_ns
+    failed = set()  # graded cells already lost: an error or timeout decides them, skip the rest
     for call in plan["calls"]:
+        cell_id = call["task"].rsplit(":", 1)[0]
+        if cell_id in failed:
+            continue
         fn = ns.get(call["function"])
         for k, args_data in enumerate(call["cases"]):
             result = {"event": "call", "task": call["task"], "case": k}
@@ -241,8 +245,12 @@ def main():
             try:
                 emit(result)
             except (TypeError, ValueError, OSError) as e:
-                emit({"event": "call", "task": call["task"], "case": k, "ok": False,
-                      "kind": "error", "error": f"result could not be sent: {e}"})
+                result = {"event": "call", "task": call["task"], "case": k, "ok": False,
+                          "kind": "error", "error": f"result could not be sent: {e}"}
+                emit(result)
+            if not result["ok"]:
+                failed.add(cell_id)
+                break
     emit({"event": "done"})
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (atexit hooks the notebook may have added)

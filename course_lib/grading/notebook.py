@@ -121,9 +121,24 @@ def restore(submitted, release):
         c = copy.deepcopy(cell)
         c.get("metadata", {}).pop("nbgrader", None)  # not a graded cell any more
         cells.append(c)
-    # answer cells whose metadata was stripped: find them by the functions they define
+    # answer cells whose metadata was stripped: a code answer is found by the functions it
+    # defines, a written answer by the released cell just before it (the question)
     for gid, rel in release_ids.items():
-        if gid in seen or not is_answer(rel) or rel.cell_type != "code":
+        if gid in seen or not is_answer(rel):
+            continue
+        if rel.cell_type != "code":
+            k = release.cells.index(rel)
+            question = release.cells[k - 1].source if k else None
+            for j, c in enumerate(cells[:-1]):
+                nxt = cells[j + 1]
+                if question and c.source == question and nxt.cell_type == rel.cell_type \
+                        and not grade_id(nxt):
+                    nxt.metadata["nbgrader"] = copy.deepcopy(rel.metadata["nbgrader"])
+                    notes.append(f"answer cell {gid} had lost its metadata; found after its question")
+                    seen.add(gid)
+                    break
+            else:
+                notes.append(f"answer cell {gid} is missing")
             continue
         wanted = _defined_names(rel.source)
         for c in cells:

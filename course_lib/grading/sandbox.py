@@ -205,12 +205,18 @@ def run_notebook(plan: dict, hide: list, limits: dict | None = None,
 def _jail(spec: dict) -> None:
     """Inside the new namespaces, still root: cover the instructor's paths, set limits, drop to
     the unprivileged user, and become the harness."""
-    for path in spec["hide"]:
+    hidden = []
+    for path in sorted(spec["hide"], key=len):
+        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
+            continue  # already under a covered folder
+        hidden.append(path)
         if os.path.isdir(path):
             args = ["mount", "-t", "tmpfs", "-o", "ro,size=4k,mode=000", "tmpfs", path]
         else:
             args = ["mount", "--bind", "-o", "ro", "/dev/null", path]
-        subprocess.run(args, check=True)
+        if subprocess.run(args).returncode != 0:
+            print(f"sandbox: could not cover {path}", file=sys.stderr)
+            sys.exit(70)
     _set_limits(spec["limits"])()
     os.set_inheritable(spec["fd"], True)
     cmd = spec["cmd"]

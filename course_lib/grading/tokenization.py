@@ -107,7 +107,9 @@ def _train_cases(seed=0, n_random=6, extra=None):
 
 def _encode_cases(seed=0, n_random=6, extra=None):
     m = reference_train_bpe("aaabdaaabac", 259)
+    # "abcbc": (b, c) is the most frequent pair but (a, b) was learned first
     fixed = [("aaabdaaabac", m), ("", m), ("xyz aaab", m), ("hello", {}),
+             ("abcbc", {(97, 98): 256, (98, 99): 257}),
              ("🙂🙂🙂", reference_train_bpe("🙂🙂🙂🙂", 262))]
     rng = random.Random(seed)
     out = []
