@@ -1,0 +1,40 @@
+# The two commands of README.md: `make book` builds the book, `make test` runs the tests.
+# Both create .venv and install what they need first (Python 3.11, nothing else required).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install book test test-fast release clean
+
+install: $(STAMP)
+
+# torch is installed explicitly and pinned exactly: any other spec pulls a CUDA build (GBs).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	touch $(STAMP)
+
+# jupyter-cache keys executed notebooks on their code only: when course_lib changes, the
+# cached outputs are stale, so the cache is dropped and the pages run again.
+_build/.course_lib.stamp: $(shell find course_lib -name '*.py' 2>/dev/null)
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+book: install _build/.course_lib.stamp
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+release: install
+	$(BIN)/course release
+
+clean:
+	rm -rf _build .pytest_cache
