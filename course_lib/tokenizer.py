@@ -18,10 +18,10 @@ tokens such as ``<|endoftext|>``.
 
 The module follows Karpathy's minbpe: ``get_stats`` and ``merge``; ``BasicTokenizer`` (bytes
 only), ``RegexTokenizer`` (split pattern + special tokens) and ``GPT4Tokenizer`` (GPT-4's merges,
-loaded offline). ``RegexTokenizer.train`` uses a fast trainer (unique chunks with counts, pair
+loaded offline). ``train`` uses a fast trainer (``train_fast``: unique chunks with counts, pair
 counts updated incrementally, a heap to find the best pair); ``train_plain`` is the readable
-version it is tested against. ``to_tiktoken`` exports any of them to a ``tiktoken.Encoding`` that
-gives the same ids, orders of magnitude faster.
+version, kept for teaching, that it is tested against (same merges). ``to_tiktoken`` exports any
+of them to a ``tiktoken.Encoding`` that gives the same ids, much faster.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import gzip
 import hashlib
 import heapq
 import importlib.resources
+import numbers
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,12 +106,17 @@ def best_pair(counts: dict[tuple[int, int], int]) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_train_args(text, vocab_size):
+def _check_text(text) -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}; decode bytes first "
-                        "(data.decode('utf-8')) or join a list of strings")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+                        "(data.decode('utf-8')) or join a list of strings ('\\n'.join(texts))")
+
+
+def _check_train_args(text, vocab_size):
+    _check_text(text)
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__} "
+                        f"{vocab_size!r}; pass a whole number such as 4096")
     if vocab_size < 256:
         raise ValueError(f"vocab_size must be at least 256 (one token per byte), got {vocab_size}; "
                          "pass 256 for a byte-level tokenizer with no merges, or more to learn merges")
@@ -303,6 +309,10 @@ class Tokenizer:
             other = self.inverse_special_tokens.get(idx)
             if other is not None and other != token:
                 raise ValueError(f"id {idx} is already the special token {other!r}")
+        ids = list(special_tokens.values())
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"special_tokens gives two tokens the same id: {special_tokens}; "
+                             "every special token needs its own id")
         self.special_tokens.update(special_tokens)
         self.inverse_special_tokens = {v: k for k, v in self.special_tokens.items()}
         self.vocab = self._build_vocab()
@@ -323,6 +333,7 @@ class Tokenizer:
         keep their ids; their text is trained on like any other text.
         """
         _check_train_args(text, vocab_size)
+        vocab_size = int(vocab_size)  # a numpy integer, say
         if algorithm not in ("fast", "plain"):
             raise ValueError(f"algorithm must be 'fast' or 'plain', got {algorithm!r}")
         clash = sorted(i for i in self.inverse_special_tokens if 256 <= i < vocab_size)
@@ -352,8 +363,7 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` ignoring special tokens (they are split like any other text)."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        _check_text(text)
         ids = []
         for chunk in self._chunks(text):
             ids.extend(self._encode_chunk(chunk.encode("utf-8")))
@@ -368,8 +378,7 @@ class Tokenizer:
         smuggle in control tokens by accident. Pass ``disallowed_special=()`` to encode such
         strings as ordinary text.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        _check_text(text)
         allowed = self._special_set(allowed_special, "allowed_special")
         disallowed = self._special_set(disallowed_special, "disallowed_special") - allowed
         found = [token for token in disallowed if token in text]
@@ -494,7 +503,9 @@ class Tokenizer:
         return ranks
 
     def to_tiktoken(self, name: str = "course_bpe"):
-        """This tokenizer as a ``tiktoken.Encoding``: the same ids, at tiktoken's speed."""
+        """This tokenizer as a ``tiktoken.Encoding``: the same ids (the tests check it), at
+        tiktoken's speed. A tokenizer in which two merges build the same bytes cannot be
+        exported (tiktoken keys its table by bytes) and raises ``ValueError``."""
         import tiktoken
 
         if not isinstance(name, str) or not name:

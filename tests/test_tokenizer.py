@@ -428,6 +428,14 @@ def test_to_tiktoken_on_tokenizers_trained_on_random_texts():
             assert enc.encode_ordinary(s) == tok.encode_ordinary(s), (text, s)
 
 
+def test_to_tiktoken_refuses_two_tokens_with_the_same_bytes():
+    tok = RegexTokenizer()
+    tok.merges = {(97, 98): 256, (256, 99): 257, (98, 99): 258, (97, 258): 259}  # abc twice
+    tok.vocab = tok._build_vocab()
+    with pytest.raises(ValueError, match="tokens 257 and 259 have the same bytes"):
+        tok.to_tiktoken()
+
+
 # --------------------------------------------------------------------------------------------
 # Saving and loading
 # --------------------------------------------------------------------------------------------
@@ -542,6 +550,8 @@ def test_register_special_tokens_rejects_used_ids():
         tok.register_special_tokens({"": 400})
     with pytest.raises(TypeError, match="dict"):
         tok.register_special_tokens(["<|b|>"])
+    with pytest.raises(ValueError, match="same id"):
+        tok.register_special_tokens({"<|b|>": 400, "<|c|>": 400})
     assert tok.special_tokens == {"<|a|>": 300}
 
 
