@@ -204,6 +204,41 @@ def test_gpt4_matches_tiktoken_on_many_random_strings(gpt4, tiktoken_built):
         assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text), repr(text)
 
 
+def _cl100k_texts(n: int, seed: int) -> list[str]:
+    """Strings glued from 1-5 random cl100k tokens: where a merge-based encoder could part ways
+    with tiktoken's rank-based one (a pair of tokens whose bytes form a token made differently)."""
+    rng = random.Random(seed)
+    tokens = []
+    for token in tk.load_cl100k_ranks():
+        try:
+            tokens.append(token.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    return ["".join(rng.choice(tokens) for _ in range(rng.randrange(1, 6))) for _ in range(n)]
+
+
+def test_gpt4_matches_tiktoken_on_glued_tokens(gpt4, tiktoken_built):
+    for text in _cl100k_texts(3000, seed=7):
+        assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text), repr(text)
+
+
+@pytest.mark.slow
+def test_gpt4_matches_tiktoken_on_many_glued_tokens(gpt4, tiktoken_built):
+    for text in _cl100k_texts(50_000, seed=8):
+        assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text), repr(text)
+
+
+@pytest.mark.slow
+def test_gpt4_matches_tiktoken_on_every_bmp_character(gpt4, tiktoken_built):
+    """Every character of the Basic Multilingual Plane (and every 16th beyond it) between
+    letters, digits, spaces and apostrophes: the split pattern's classes (\\p{L}, \\p{N}, \\s) must
+    agree between the ``regex`` module and tiktoken's Rust regex engine."""
+    points = [p for p in range(0x10000) if not 0xD800 <= p <= 0xDFFF] + list(range(0x10000, 0x110000, 16))
+    for k in range(0, len(points), 2048):
+        text = "\n".join(f"a{c}b 1{c}2 {c}{c} {c}x '{c} x{c}" for c in map(chr, points[k:k + 2048]))
+        assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text), hex(points[k])
+
+
 SPECIAL_TEXT = "Hi<|endoftext|>there <|fim_prefix|>x<|fim_suffix|><|endoftext|>\n<|endofprompt|>"
 
 
