@@ -68,10 +68,6 @@ def random_texts(n: int, seed: int = 0, max_len: int = 40) -> list[str]:
             for _ in range(n)]
 
 
-def _ids(params):
-    return [k for k, _ in params]
-
-
 # --------------------------------------------------------------------------------------------
 # Shared fixtures: GPT-4 (slow to build, cached in-process), tiktoken offline, trained tokenizers
 # --------------------------------------------------------------------------------------------
@@ -242,16 +238,17 @@ def test_gpt4_matches_tiktoken_on_every_bmp_character(gpt4, tiktoken_built):
 SPECIAL_TEXT = "Hi<|endoftext|>there <|fim_prefix|>x<|fim_suffix|><|endoftext|>\n<|endofprompt|>"
 
 
-@pytest.mark.parametrize("allowed", ["all", {"<|endoftext|>"}, set(GPT4_SPECIAL_TOKENS)],
-                         ids=["all", "one", "set"])
-def test_gpt4_special_tokens_allowed(gpt4, tiktoken_cached, allowed):
-    if allowed != "all" and len(allowed) == 1:
-        text = "Hi<|endoftext|>there<|endoftext|> end"
-    else:
-        text = SPECIAL_TEXT
+@pytest.mark.parametrize("allowed,text", [
+    ("all", SPECIAL_TEXT),
+    (set(GPT4_SPECIAL_TOKENS), SPECIAL_TEXT),
+    ({"<|endoftext|>"}, "Hi<|endoftext|>there<|endoftext|> end"),
+    ({"<|endoftext|>"}, "<|endoftext|><|endoftext|>"),
+    ({"<|endofprompt|>"}, "  <|endofprompt|>  \n"),  # whitespace split around the token
+], ids=["all", "set", "one", "only_specials", "whitespace"])
+def test_gpt4_special_tokens_allowed(gpt4, tiktoken_cached, allowed, text):
     expected = tiktoken_cached.encode(text, allowed_special=allowed)
     assert gpt4.encode(text, allowed_special=allowed) == expected
-    assert 100257 in expected
+    assert set(expected) & set(GPT4_SPECIAL_TOKENS.values())
     assert gpt4.decode(expected) == text
 
 
