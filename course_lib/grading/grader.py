@@ -261,13 +261,20 @@ def grade(assignment: str, submissions: Path, out: Path, course: Course | None =
     shutil.copytree(course.source_dir / assignment, ws / "source" / assignment,
                     ignore=shutil.ignore_patterns("release.json", ".ipynb_checkpoints"))
     (ws / "nbgrader_config.py").write_text(_workspace_config(course))
-    nbgrader(["generate_assignment", assignment, "--force"], cwd=ws)
-    release_nb = nbformat.read(ws / "release" / assignment / nb_name, as_version=4)
-    if course.release(assignment).exists():
-        shipped = nbformat.read(course.release(assignment), as_version=4)
-        if [c.source for c in shipped.cells] != [c.source for c in release_nb.cells]:
-            print(f"warning: {course.release(assignment)} differs from what solutions/ makes; "
-                  "run `course release`", file=sys.stderr)
+    jobs = jobs or os.cpu_count() or 1
+    shipped = course.release(assignment)
+    made_path = ws / "release" / assignment / nb_name
+    gen = None
+    if jobs > 1 and shipped.exists():
+        # the gradebook is needed only after the notebooks ran: make it meanwhile
+        gen = subprocess.Popen([sys.executable, "-m", "nbgrader", "generate_assignment",
+                                assignment, "--force"], cwd=ws, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        release_path = shipped
+    else:
+        nbgrader(["generate_assignment", assignment, "--force"], cwd=ws)
+        release_path = made_path
+    release_nb = nbformat.read(release_path, as_version=4)
 
     source_nb = nbformat.read(src_path, as_version=4)
     cells = verify.graded_cells(source_nb)
@@ -277,7 +284,7 @@ def grade(assignment: str, submissions: Path, out: Path, course: Course | None =
     ctx = {
         "source": src_path, "release": release_nb, "cells": cells, "calls": calls,
         "modules": modules, "manifest": man, "limits": limits, "sandbox_base": str(tmp),
-        "release_path": ws / "release" / assignment / nb_name,
+        "release_path": release_path,
         "release_answers": {nbtools.grade_id(c): c.source for c in release_nb.cells
                             if nbtools.is_answer(c)},
         "hide": [course.source_dir, course.root / "tests", course.root / ".git",
@@ -285,7 +292,6 @@ def grade(assignment: str, submissions: Path, out: Path, course: Course | None =
     }
     subs, folder_notes = lms.collect(submissions, lms.read_roster(roster) if roster else None,
                                      tmp / "unpacked")
-    jobs = jobs or os.cpu_count() or 1
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -316,9 +322,23 @@ def grade(assignment: str, submissions: Path, out: Path, course: Course | None =
             bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    if gen is not None:
+        stdout, stderr = gen.communicate()
+        if gen.returncode != 0:
+            raise RuntimeError(f"nbgrader generate_assignment failed:\n{stdout}\n{stderr}")
+    made = nbformat.read(made_path, as_version=4)
+    if [c.source for c in made.cells] != [c.source for c in release_nb.cells]:
+        print(f"warning: {shipped} differs from what {course.source_dir / assignment} makes; "
+              "run `course release`", file=sys.stderr)
     _record(ws, assignment, nb_name, results)
-    _feedback(ws, out, assignment, nb_name, results)
-    _write_csv(out / "grades.csv", results, cells, source_nb, folder_notes)
+    _feedback(ws, out, assignment, nb_name, results, jobs)
+    _write_csv(out / "grades.csv", results, cells, source_nb)
+    notes_file = out / "import-notes.txt"
+    notes_file.unlink(missing_ok=True)
+    if folder_notes:  # ambiguities about the folder as a whole, not about one student
+        notes_file.write_text("\n".join(folder_notes) + "\n", encoding="utf-8")
+        for n in folder_notes:
+            print(f"note: {n}", file=sys.stderr)
     return results
 
 
@@ -377,14 +397,26 @@ def _record(ws: Path, assignment: str, nb_name: str, results: list[Result]) -> N
                 nbformat.write(r.notebook, target / nb_name)
 
 
-def _feedback(ws: Path, out: Path, assignment: str, nb_name: str, results: list[Result]):
-    """Feedback HTML per student, made by nbgrader's generate_feedback."""
+def _feedback(ws: Path, out: Path, assignment: str, nb_name: str, results: list[Result],
+              jobs: int = 1):
+    """Feedback HTML per student, made by nbgrader's generate_feedback (``jobs`` processes, each
+    given a share of the students)."""
     fb = out / "feedback"
     shutil.rmtree(fb, ignore_errors=True)
     fb.mkdir(parents=True)
-    if any(r.notebook is not None for r in results):
-        shutil.rmtree(ws / "feedback", ignore_errors=True)
-        nbgrader(["generate_feedback", assignment, "--force"], cwd=ws)
+    shutil.rmtree(ws / "feedback", ignore_errors=True)
+    ids = sorted(r.student_id for r in results if r.notebook is not None)
+    procs = []
+    for share in (ids[k::jobs] for k in range(min(jobs, len(ids)))):
+        exclude = ",".join(sorted(set(ids) - set(share)))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "nbgrader", "generate_feedback", assignment, "--force",
+             f"--CourseDirectory.student_id_exclude={exclude}"],
+            cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        log = p.communicate()[0]
+        if p.returncode != 0:
+            raise RuntimeError(f"nbgrader generate_feedback failed:\n{log[-3000:]}")
     for r in results:
         made = ws / "feedback" / r.student_id / assignment / (Path(nb_name).stem + ".html")
         if r.notebook is not None and made.exists():
@@ -398,7 +430,7 @@ def _feedback(ws: Path, out: Path, assignment: str, nb_name: str, results: list[
                 encoding="utf-8")
 
 
-def _write_csv(path: Path, results: list[Result], cells, source_nb, folder_notes) -> None:
+def _write_csv(path: Path, results: list[Result], cells, source_nb) -> None:
     manual = [nbtools.grade_id(c) for c in source_nb.cells
               if nbtools.nbmeta(c).get("grade") and nbtools.nbmeta(c).get("solution")]
     total = sum(c.points for c in cells) + sum(
@@ -409,10 +441,10 @@ def _write_csv(path: Path, results: list[Result], cells, source_nb, folder_notes
         w = csv.writer(f)
         w.writerow(cols)
         for r in sorted(results, key=lambda r: r.student_id):
-            reasons = [f"{gid}: {v['message']}" for gid, v in r.cells.items() if v["message"]
-                       and r.status not in ("not submitted",) and not r.status.startswith(
-                           "failed: not") and "could not" not in v["message"]]
+            # when nothing ran (not submitted, not a notebook) the status is the reason
+            reasons = [] if r.notebook is None else [
+                f"{gid}: {v['message']}" for gid, v in r.cells.items() if v["message"]]
             w.writerow([r.student_id, r.name, r.status, f"{r.score:g}", f"{total:g}",
                         *(f"{r.cells.get(c.grade_id, {}).get('score', 0):g}" for c in cells),
                         *(r.manual.get(m, "") for m in manual),
-                        " | ".join(reasons), " | ".join(r.notes + folder_notes), r.file])
+                        " | ".join(reasons), " | ".join(r.notes), r.file])
