@@ -23,7 +23,8 @@ from course_lib.grading import grader, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBS = ROOT / "tests" / "submissions" / "tokenization"
-LIMITS = {"cell_seconds": 5.0, "notebook_seconds": 120.0, "memory_bytes": 2 << 30}
+LIMITS = {"cell_seconds": 5.0, "call_seconds": 3.0, "notebook_seconds": 120.0,
+          "memory_bytes": 2 << 30}
 FULL = 13.0  # autograded points; the written question (2) is graded by hand
 ISOLATED = sandbox.isolation()["namespaces"]
 
@@ -227,7 +228,10 @@ def test_feedback_has_scores_and_no_hidden_tests(runs, rows):
             assert not (fb / f"{student}.html").exists()
             continue
         page = (fb / f"{student}.html").read_text(encoding="utf-8")
-        for secret in ("HIDDEN TESTS", "seed=1729", "31337", "n_random=30", "BEGIN SOLUTION"):
+        secrets = ["HIDDEN TESTS", "seed=1729", "31337", "n_random=30"]
+        if student != "instructor":  # the instructor's notebook has its own answers in it
+            secrets.append("BEGIN SOLUTION")
+        for secret in secrets:
             assert secret not in page, (student, secret)
     page = (fb / "wrong-merge.html").read_text(encoding="utf-8")
     assert "[grader] 0 / 2 points" in page
@@ -278,7 +282,7 @@ def test_course_grade_cli_on_a_zip(tmp_path):
     with zipfile.ZipFile(z, "w") as f:
         f.write(SUBS / "solution_like.ipynb",
                 "Ana Lima_5_assignsubmission_file_/tokenization.ipynb")
-        f.write(SUBS / "wrong_decode.ipynb", "../../evil/Bo Chen.ipynb")
+        f.write(SUBS / "wrong_decode.ipynb", "../../Bo Chen.ipynb")
     proc = subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "grade",
                            "tokenization", str(z), "--out", str(tmp_path / "out"),
                            "--cell-timeout", "5"], capture_output=True, text=True)
@@ -286,7 +290,7 @@ def test_course_grade_cli_on_a_zip(tmp_path):
     rows = read_csv(tmp_path / "out" / "grades.csv")
     assert float(rows["ana-lima"]["score"]) == FULL
     assert float(rows["bo-chen"]["score"]) == FULL - 2
-    assert not (tmp_path.parent / "evil").exists()
+    assert not (tmp_path.parent / "Bo Chen.ipynb").exists()
 
 
 def test_cli_help_explains_the_csv():

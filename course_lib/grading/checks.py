@@ -287,7 +287,7 @@ def judge(task: Task, args: tuple, expected, outcome: dict) -> str | None:
             return (f"{task.name} calls the course's reference implementation "
                     f"({outcome.get('error')}); write your own code.")
         if kind == "timeout":
-            return f"{call} did not finish within {task.timeout:g} s (an infinite loop?)"
+            return f"{call} did not finish within its time limit (an infinite loop?)"
         return f"{call} raised {outcome.get('error')}\n  hint: {task.hint}"
     try:
         actual = from_data(outcome["value"])

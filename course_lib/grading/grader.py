@@ -145,7 +145,9 @@ def grade_one(sub: lms.Submission, ctx: dict) -> Result:
     res.notes.extend(notes)
     cells = [{"index": i, "source": c.source} for i, c in enumerate(nb.cells)
              if c.cell_type == "code"]
-    plan = {"cells": cells, "calls": ctx["calls"], "preload": ctx["modules"],
+    call_limit = {**sandbox.DEFAULT_LIMITS, **(ctx["limits"] or {})}["call_seconds"]
+    calls = [{**c, "timeout": min(c["timeout"], call_limit)} for c in ctx["calls"]]
+    plan = {"cells": cells, "calls": calls, "preload": ctx["modules"],
             "watch": ["course_lib"]}
     run = sandbox.run_notebook(plan, hide=ctx["hide"], limits=ctx["limits"],
                                base_dir=ctx["sandbox_base"])

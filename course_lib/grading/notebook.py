@@ -169,6 +169,11 @@ def restore(submitted, release):
         notes.append("graded cells were moved; tests run where the release has them")
     nb = copy.deepcopy(release)
     nb.cells = cells
+    ids = set()
+    for k, c in enumerate(nb.cells):  # restored cells may share an id with the student's copy
+        if c.get("id") in ids:
+            c["id"] = f"restored-{k}"
+        ids.add(c.get("id"))
     for c in nb.cells:
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None

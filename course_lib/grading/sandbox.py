@@ -34,6 +34,7 @@ from pathlib import Path
 
 DEFAULT_LIMITS = {
     "cell_seconds": 60.0,
+    "call_seconds": 10.0,  # at most, per graded call (a task may set less)
     "notebook_seconds": 300.0,
     "memory_bytes": 4 << 30,
     "processes": 256,

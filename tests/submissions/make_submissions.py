@@ -299,7 +299,7 @@ def merge(ids, pair, idx):
     c["memory_blowup"] = insert_after(fill(CORRECT), "get_stats", """def hog():
     held = []
     while True:
-        held.append(bytearray(10**8))
+        held.append(bytearray(2**30))  # 1 GiB at a time
 
 hog()""")
     c["background_process"] = insert_after(fill(CORRECT), "get_stats",
