@@ -83,7 +83,8 @@ def outputs_text(nb):
     parts = []
     for c in nb.cells:
         for o in c.get("outputs", []):
-            parts.append(o.get("text", "") if "text" in o else o.get("evalue", ""))
+            parts.append(o.get("text", "") if "text" in o else
+                         f"{o.get('ename', '')}: {o.get('evalue', '')}")
     return "\n".join(parts)
 
 
@@ -228,7 +229,7 @@ def test_feedback_has_scores_and_no_hidden_tests(runs, rows):
             assert not (fb / f"{student}.html").exists()
             continue
         page = (fb / f"{student}.html").read_text(encoding="utf-8")
-        secrets = ["HIDDEN TESTS", "seed=1729", "31337", "n_random=30"]
+        secrets = ["BEGIN HIDDEN TESTS", "seed=1729", "31337", "n_random=30"]
         if student != "instructor":  # the instructor's notebook has its own answers in it
             secrets.append("BEGIN SOLUTION")
         for secret in secrets:

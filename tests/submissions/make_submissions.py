@@ -187,7 +187,7 @@ def fill(answers=None, written=WRITTEN, nb=None):
 def insert_after(nb, grade_id, source):
     """A new cell of the student's after the cell ``grade_id``."""
     k = next(i for i, c in enumerate(nb.cells) if gid(c) == grade_id)
-    nb.cells.insert(k + 1, nbformat.v4.new_code_cell(source))
+    nb.cells.insert(k + 1, nbformat.v4.new_code_cell(source, id=f"student-after-{grade_id}"))
     return nb
 
 
