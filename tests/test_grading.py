@@ -249,7 +249,8 @@ def test_gradebook_holds_the_scores_and_nbgrader_export_works(runs, rows):
         assert sub.needs_manual_grade  # the written answer waits for the instructor
         assert gb.find_submission("tokenization", "wrong-merge").code_score < FULL
     proc = subprocess.run([sys.executable, "-m", "nbgrader", "export", "--to",
-                           str(ws / "export.csv")], cwd=ws, capture_output=True, text=True)
+                           str(ws / "export.csv")], cwd=ws, capture_output=True, text=True,
+                          env=grader.tool_env())
     assert proc.returncode == 0, proc.stderr
     exported = {r["student_id"]: r for r in csv.DictReader(open(ws / "export.csv"))}
     assert float(exported["solution-like"]["raw_score"]) == FULL

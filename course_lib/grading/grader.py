@@ -93,10 +93,17 @@ class Course:
 # --------------------------------------------------------------------------------------------
 
 
+def tool_env() -> dict:
+    """The environment for nbgrader's commands: this Python's scripts first on PATH (nbgrader
+    runs ``alembic`` by name, which fails when the virtual environment is not activated)."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+
+
 def nbgrader(args: list, cwd: Path) -> subprocess.CompletedProcess:
     """Run nbgrader's real command line; raise with its output when it fails."""
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=tool_env())
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -271,7 +278,7 @@ def grade(assignment: str, submissions: Path, out: Path, course: Course | None =
         # the gradebook is needed only after the notebooks ran: make it meanwhile
         gen = subprocess.Popen([sys.executable, "-m", "nbgrader", "generate_assignment",
                                 assignment, "--force"], cwd=ws, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, env=tool_env())
         release_path = shipped
     else:
         nbgrader(["generate_assignment", assignment, "--force"], cwd=ws)
@@ -414,7 +421,7 @@ def _feedback(ws: Path, out: Path, assignment: str, nb_name: str, results: list[
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "nbgrader", "generate_feedback", assignment, "--force",
              f"--CourseDirectory.student_id_exclude={exclude}"],
-            cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tool_env()))
     for p in procs:
         log = p.communicate()[0]
         if p.returncode != 0:

@@ -128,7 +128,8 @@ def run_notebook(plan: dict, hide: list, limits: dict | None = None,
             os.chown(p, pw.pw_uid, pw.pw_gid)
     read_fd, write_fd = os.pipe()
     plan = {**plan, "out_fd": write_fd, "limits": limits}
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8",
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "HOME": str(workdir), "LANG": "C.UTF-8",
            "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "IPYTHONDIR": str(workdir / ".ipython"),
            "MPLCONFIGDIR": str(workdir / ".mpl"), "TMPDIR": str(workdir / "tmp"),
            "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
