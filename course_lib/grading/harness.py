@@ -118,7 +118,9 @@ def main():
     os.open(os.devnull, os.O_RDONLY)  # fd 0 again, empty
 
     out_fd = plan["out_fd"]
+    # bound now, before any student code: rebinding the module's names later changes nothing
     _write, _dumps, _monotonic = os.write, json.dumps, time.monotonic
+    snapshot, tampering = _snapshot, _tampering
 
     def emit(obj):
         _write(out_fd, (_dumps(obj) + "\n").encode("utf-8"))
@@ -152,7 +154,7 @@ def main():
                        "evalue": str(evalue)[:2000], "traceback": [s[:4000] for s in stb[-20:]]})
 
     shell._showtraceback = showtraceback
-    before = _snapshot(shell, plan["watch"])
+    before = snapshot(shell, plan["watch"])
     emit({"event": "start", "pid": os.getpid()})
 
     # -- run the notebook's code cells -------------------------------------------------------
@@ -202,8 +204,8 @@ def main():
               "seconds": round(_monotonic() - t0, 3)})
 
     # -- what the notebook did to the interpreter -----------------------------------------------
-    after = _snapshot(shell, plan["watch"])
-    emit({"event": "tampering", "found": _tampering(before, after)})
+    after = snapshot(shell, plan["watch"])
+    emit({"event": "tampering", "found": tampering(before, after)})
 
     # -- the graded calls --------------------------------------------------------------------
     ns = shell.user_ns
