@@ -301,3 +301,22 @@ def test_cli_help_explains_the_csv():
     assert proc.returncode == 0
     for word in ("grades.csv", "status", "not submitted", "needs manual grading", "formgrader"):
         assert word in proc.stdout
+
+
+def test_student_check_matches_the_visible_tests():
+    proc = subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "check",
+                           str(SUBS / "wrong_merge.ipynb"), "--assignment", "tokenization"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "test_merge: 0 / 2" in proc.stdout and "expected: [4, 3, 4]" in proc.stdout
+    assert "visible tests: 4 / 13" in proc.stdout
+
+
+def test_without_root_the_sandbox_still_grades(monkeypatch):
+    """On a student's laptop there are no namespaces: limits and a process group only."""
+    monkeypatch.setattr(sandbox, "isolation", lambda: {
+        "namespaces": False, "user": None, "missing": ["network", "filesystem", "user"]})
+    r = grader.check(SUBS / "solution_like.ipynb", "tokenization", limits=LIMITS)
+    assert r.score == FULL, r.cells
+    r = grader.check(SUBS / "infinite_loop_function.ipynb", "tokenization", limits=LIMITS)
+    assert r.cells["test_merge"]["score"] == 0

@@ -2,6 +2,7 @@
 
     course release [ASSIGNMENT ...]
     course grade ASSIGNMENT FOLDER_OR_ZIP --out DIR [--roster roster.csv] [--jobs N]
+    course check NOTEBOOK            (students: the visible tests, graded as the grader does)
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ def main(argv=None) -> int:
                    help="seconds per notebook (300)")
     g.add_argument("--memory", type=float, default=None, help="GiB of memory per notebook (4)")
 
+    c = sub.add_parser("check", help="check your notebook before submitting",
+                       description="Run your notebook the way the grader will (a fresh process, "
+                       "the same sandbox and verifier) against the visible tests, and print "
+                       "what each test cell would score. Hidden tests are not included: a full "
+                       "score here is necessary, not sufficient.")
+    c.add_argument("notebook", type=Path, help="your notebook, e.g. "
+                   "assignments/tokenization/tokenization.ipynb")
+    c.add_argument("--assignment", help="assignment name (default: from the notebook's path)")
+    c.add_argument("--root", type=Path, default=None, help="course root (default: this repo)")
+
     args = parser.parse_args(argv)
     from course_lib.grading import grader, sandbox
 
@@ -66,6 +77,8 @@ def main(argv=None) -> int:
             names = grader.release(course, args.assignments or None)
             print(f"released {', '.join(names)} into {course.release_dir}")
             return 0
+        if args.command == "check":
+            return _check(grader.check(args.notebook, args.assignment, course=course))
         limits = {}
         if args.cell_timeout:
             limits["cell_seconds"] = args.cell_timeout
@@ -88,6 +101,19 @@ def main(argv=None) -> int:
         counts[key] = counts.get(key, 0) + 1
     print(f"graded {len(results)} students ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
           f"wrote {args.out / 'grades.csv'} and {args.out / 'feedback'}/")
+    return 0
+
+
+def _check(r) -> int:
+    for gid, v in r.cells.items():
+        print(f"{gid}: {v['score']:g} / {v['max']:g}")
+        if v.get("feedback"):
+            print("    " + v["feedback"].replace("\n", "\n    "))
+    for note in r.notes:
+        print(f"note: {note}")
+    total = sum(v["max"] for v in r.cells.values())
+    print(f"visible tests: {r.score:g} / {total:g} points ({r.status}); hidden tests and "
+          "written answers are graded after you submit")
     return 0
 
 

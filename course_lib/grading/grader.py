@@ -239,6 +239,42 @@ def _annotate(nb, cells: dict):
 
 
 # --------------------------------------------------------------------------------------------
+# a student's check before submitting
+# --------------------------------------------------------------------------------------------
+
+
+def check(path: Path, assignment: str | None = None, course: Course | None = None,
+          limits: dict | None = None) -> Result:
+    """Run one notebook through the same sandbox and verifier as ``grade``, against the visible
+    tests only (the released test cells: students have no hidden tests). Needs no gradebook."""
+    course = course or Course()
+    path = Path(path).resolve()
+    if assignment is None:
+        known = {p.name for p in course.release_dir.iterdir() if p.is_dir()}
+        guess = [n for n in (path.parent.name, path.stem) if n in known]
+        if not guess:
+            raise ValueError(f"cannot tell which assignment {path.name} is; pass --assignment "
+                             f"(one of: {', '.join(sorted(known))})")
+        assignment = guess[0]
+    release_path = course.release(assignment)
+    release_nb = nbformat.read(release_path, as_version=4)
+    calls, modules = verify.sandbox_calls(release_nb)
+    files = verify.manifest_files(modules)
+    tmp = Path(tempfile.mkdtemp(prefix="course-check-"))
+    os.chmod(tmp, 0o711)
+    ctx = {"source": release_path, "release_path": release_path, "release": release_nb,
+           "cells": verify.graded_cells(release_nb), "calls": calls, "modules": modules,
+           "manifest": verify.hash_files(files, files[0].parents[1]), "limits": limits,
+           "sandbox_base": str(tmp), "hide": [],
+           "release_answers": {nbtools.grade_id(c): c.source for c in release_nb.cells
+                               if nbtools.is_answer(c)}}
+    try:
+        return grade_one(lms.Submission("you", path.stem, path), ctx)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
 # grading a class
 # --------------------------------------------------------------------------------------------
 
