@@ -335,6 +335,7 @@ def run_check(task: Task, fn: Callable, seed: int = 0, n_random: int | None = No
     the first failing input, expected and actual values and a hint. Used in the notebook's
     test cells (instant feedback); the grader decides scores with the same cases and ``judge``,
     outside the student's process."""
+    __tracebackhide__ = True
     if not callable(fn):
         raise AssertionError(f"{task.name} must be a function, got {type(fn).__name__}")
     if fn is task.reference or getattr(fn, "__code__", None) is getattr(task.reference,

@@ -155,26 +155,31 @@ TASKS = {
 
 def check_get_stats(get_stats, seed=0, n_random=None, cases=None):
     """Test cell check for ``get_stats(ids)``."""
+    __tracebackhide__ = True  # IPython shows the student the message, not our frames
     run_check(TASKS["get_stats"], get_stats, seed, n_random, cases)
 
 
 def check_merge(merge, seed=0, n_random=None, cases=None):
     """Test cell check for ``merge(ids, pair, idx)``."""
+    __tracebackhide__ = True  # IPython shows the student the message, not our frames
     run_check(TASKS["merge"], merge, seed, n_random, cases)
 
 
 def check_train_bpe(train_bpe, seed=0, n_random=None, cases=None):
     """Test cell check for ``train_bpe(text, vocab_size)``."""
+    __tracebackhide__ = True  # IPython shows the student the message, not our frames
     run_check(TASKS["train_bpe"], train_bpe, seed, n_random, cases)
 
 
 def check_encode(encode, seed=0, n_random=None, cases=None):
     """Test cell check for ``encode(text, merges)``."""
+    __tracebackhide__ = True  # IPython shows the student the message, not our frames
     run_check(TASKS["encode"], encode, seed, n_random, cases)
 
 
 def check_decode(decode, seed=0, n_random=None, cases=None):
     """Test cell check for ``decode(ids, merges)``."""
+    __tracebackhide__ = True  # IPython shows the student the message, not our frames
     run_check(TASKS["decode"], decode, seed, n_random, cases)
 
 
