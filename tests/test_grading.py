@@ -10,7 +10,6 @@ three ``grades.csv`` must be identical.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import subprocess
 import sys

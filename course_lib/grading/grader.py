@@ -16,7 +16,6 @@ answers) and ``nbgrader export`` work there as usual; grading again keeps manual
 
 from __future__ import annotations
 
-import copy
 import csv
 import html
 import json

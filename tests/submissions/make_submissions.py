@@ -10,7 +10,6 @@ and fills in or changes cells. Outcomes are asserted in ``tests/test_grading.py`
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import nbformat
