@@ -107,6 +107,25 @@ def _defined_names(source: str) -> set:
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
+def _stripped_answer(rel, release, cells):
+    """The student's cell that answers the released answer cell ``rel`` although it lost its
+    metadata, and how it was found; ``(None, None)`` when there is none."""
+    if rel.cell_type == "code":
+        wanted = _defined_names(rel.source)
+        for c in cells:
+            if c.cell_type == "code" and not grade_id(c) and wanted and \
+                    wanted <= _defined_names(c.source):
+                return c, "by its code"
+        return None, None
+    k = release.cells.index(rel)
+    question = release.cells[k - 1].source if k else None
+    for c, nxt in zip(cells, cells[1:]):
+        if question and c.source == question and nxt.cell_type == rel.cell_type \
+                and not grade_id(nxt):
+            return nxt, "after its question"
+    return None, None
+
+
 def restore(submitted, release):
     """A notebook to run: the student's cells, with released test/locked cells put back.
 
@@ -143,30 +162,13 @@ def restore(submitted, release):
     for gid, rel in release_ids.items():
         if gid in seen or not is_answer(rel):
             continue
-        if rel.cell_type != "code":
-            k = release.cells.index(rel)
-            question = release.cells[k - 1].source if k else None
-            for j, c in enumerate(cells[:-1]):
-                nxt = cells[j + 1]
-                if question and c.source == question and nxt.cell_type == rel.cell_type \
-                        and not grade_id(nxt):
-                    nxt.metadata["nbgrader"] = copy.deepcopy(rel.metadata["nbgrader"])
-                    notes.append(f"answer cell {gid} had lost its metadata; found after its question")
-                    seen.add(gid)
-                    break
-            else:
-                notes.append(f"answer cell {gid} is missing")
-            continue
-        wanted = _defined_names(rel.source)
-        for c in cells:
-            if c.cell_type == "code" and not grade_id(c) and wanted and \
-                    wanted <= _defined_names(c.source):
-                c.metadata["nbgrader"] = copy.deepcopy(rel.metadata["nbgrader"])
-                notes.append(f"answer cell {gid} had lost its metadata; found by its code")
-                seen.add(gid)
-                break
-        else:
+        found, how = _stripped_answer(rel, release, cells)
+        if found is None:
             notes.append(f"answer cell {gid} is missing")
+            continue
+        found.metadata["nbgrader"] = copy.deepcopy(rel.metadata["nbgrader"])
+        notes.append(f"answer cell {gid} had lost its metadata; found {how}")
+        seen.add(gid)
     # put every locked cell back, right after the cell that precedes it in the release
     order = [grade_id(c) for c in release.cells]
     for gid in locked_ids:

@@ -218,20 +218,11 @@ def get_stats(ids):
     for pair in zip(ids, ids[1:]):
         counts[pair] = counts.get(pair, 0) + 1
     return counts'''})
-    c["unseeded_random"] = fill({**CORRECT, "merge": """import random
-
-def merge(ids, pair, idx):  # wrong about half the time, decided by an unseeded generator
-    if random.random() < 0.5:
-        return list(ids)
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out"""})
+    c["unseeded_random"] = fill({**CORRECT, "merge": "import random\n\n" + MERGE.replace(
+        "def merge(ids, pair, idx):\n",
+        "def merge(ids, pair, idx):  # wrong about half the time, decided by an unseeded generator\n"
+        "    if random.random() < 0.5:\n"
+        "        return list(ids)\n")})
     # -- tampering ---------------------------------------------------------------------------
     c["rebinds_check"] = insert_after(fill({**CORRECT, "get_stats": WRONG["get_stats"]}), "get_stats",
                                       "from course_lib.grading import tokenization as checks\n"
