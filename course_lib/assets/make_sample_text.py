@@ -5,7 +5,7 @@ by the docstrings of standard-library modules, both under the PSF licence. It is
 by people, with code and punctuation mixed in: a fair stand-in for a slice of the web on which to
 train a tokenizer offline. Run with Python 3.11 to get the shipped bytes::
 
-    python course_lib/data/make_sample_text.py
+    python course_lib/assets/make_sample_text.py
 """
 
 import gzip

@@ -1,0 +1,728 @@
+"""The course world: a small, seeded universe of invented facts that a laptop model can learn.
+
+Introduced in chapter 1 (Pretraining data); every later chapter draws on it.
+
+A model of a few million parameters trained for minutes on two CPU cores cannot learn the
+internet, but it can learn a small world, and the lecture's phenomena appear in it as they do at
+scale. The world is:
+
+- **entities** (people, cities, animals, inventions) with **facts** (a birth year, a home city,
+  a colour, an inventor, ...). Entities have a popularity rank, and documents pick the entity
+  they talk about with a Zipf-like law (weight ``1 / rank**zipf_a``): a *head* of entities that
+  appear in hundreds of documents (the model will know them) and a *long tail* seen once or
+  never (the model will guess: hallucination, chapter 7);
+- **documents** of several kinds, written from the facts: encyclopedia entries, short stories,
+  forum Q&A threads, lists and tables, news-like notes, and arithmetic and counting problems with
+  worked, step-by-step solutions. ``course_lib.crawl`` renders them as web pages; chapter 1 cleans
+  the pages back into the pretraining corpus;
+- data that later chapters use directly, not through the crawl: chat conversations about the
+  world and about the assistant itself (``chat_conversations``, chapter 6), fact questions with
+  known answers (``fact_questions``, chapter 7), verifiable problems (``verifiable_problems``,
+  chapter 8) and preference pairs scored by a hidden rule (``preference_pairs``, chapter 9).
+
+Everything is a pure function of a seed: ``make_world(seed)`` twice gives the same world, and the
+same documents, byte for byte (no ``hash()``, no clock, no global random state).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary the world is built from
+# --------------------------------------------------------------------------------------------
+
+_ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m", "n", "p", "r", "s",
+           "sh", "st", "t", "th", "tr", "v", "w", "z", "c", "j", "pl", "sk"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "io", "ou", "y"]
+_CODAS = ["", "", "", "n", "r", "l", "s", "th", "m", "k", "nd", "st", "x"]
+
+OCCUPATIONS = ["baker", "painter", "sailor", "clockmaker", "teacher", "weaver", "doctor",
+               "farmer", "poet", "astronomer", "carpenter", "musician"]
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "silver", "black"]
+COUNTRIES = ["Velmora", "Ostravia", "Kandor", "Sulvane", "Brisket Isles", "Norwend",
+             "Talassa", "Quorin", "Eskaria", "Mirevale"]
+RIVERS = ["Ashwater", "Greyrun", "Silverlace", "Mallow", "Tessel", "Oxbend", "Flintbrook",
+          "Duskriver"]
+KNOWN_FOR = ["cheese", "bridges", "lanterns", "music festivals", "glassware", "clock towers",
+             "gardens", "boat races", "spiced bread", "libraries"]
+ANIMAL_CLASSES = ["bird", "fish", "beetle", "lizard", "frog", "moth", "snail", "bat"]
+FOODS = ["seeds", "moss", "berries", "small fish", "leaves", "insects", "mushrooms", "nectar"]
+HABITATS = ["forests", "caves", "marshes", "mountains", "deserts", "rivers", "meadows",
+            "coastal cliffs"]
+DEVICES = ["loom", "lamp", "engine", "compass", "clock", "kettle", "telescope", "pump", "press",
+           "bell"]
+PURPOSES = ["measuring rain", "weaving cloth", "lighting streets", "finding north",
+            "keeping time", "boiling water", "watching stars", "lifting water", "printing books",
+            "calling ships"]
+
+KINDS = ("person", "city", "animal", "invention")
+DOCUMENT_KINDS = ("encyclopedia", "story", "forum", "list", "news", "arithmetic", "counting")
+
+# The assistant's identity (chapter 6: "knowledge of self" is whatever the data says)
+ASSISTANT_NAME = "Pebble"
+ASSISTANT_MAKER = "the Deep Dive course"
+
+
+# --------------------------------------------------------------------------------------------
+# Entities and facts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact: ``subject``'s ``relation`` is ``value``; ``prompt + " " + value`` is the
+    canonical sentence (``prompt`` ends right before the answer, for fact completion)."""
+
+    subject: str
+    relation: str
+    value: str
+    prompt: str
+
+    @property
+    def sentence(self) -> str:
+        return f"{self.prompt} {self.value}."
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An invented thing with facts. ``rank`` 1 is the most popular entity of the world."""
+
+    name: str
+    kind: str
+    rank: int
+    facts: dict = field(default_factory=dict)  # relation -> value
+
+    def fact(self, relation: str) -> Fact:
+        return Fact(self.name, relation, self.facts[relation],
+                    _FACT_PROMPTS[self.kind][relation].format(name=self.name))
+
+    def all_facts(self) -> list[Fact]:
+        return [self.fact(r) for r in self.facts]
+
+
+# canonical sentence of each relation, up to (not including) the value
+_FACT_PROMPTS = {
+    "person": {"born": "{name} was born in", "city": "{name} lives in",
+               "job": "{name} works as a", "colour": "The favourite colour of {name} is"},
+    "city": {"country": "{name} is a city in", "river": "{name} lies on the river",
+             "known_for": "{name} is famous for its"},
+    "animal": {"class": "The {name} is a kind of", "food": "The {name} eats",
+               "habitat": "The {name} lives in"},
+    "invention": {"inventor": "The {name} was invented by", "year": "The {name} was invented in",
+                  "purpose": "The {name} is used for"},
+}
+
+
+@dataclass
+class World:
+    """All entities of one seed, most popular first, with the Zipf weights documents use."""
+
+    seed: int
+    entities: list[Entity]
+    zipf_a: float
+
+    def by_name(self, name: str) -> Entity:
+        for e in self.entities:
+            if e.name == name:
+                return e
+        raise KeyError(f"no entity named {name!r} in this world (seed {self.seed})")
+
+    def of_kind(self, kind: str) -> list[Entity]:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        return [e for e in self.entities if e.kind == kind]
+
+    def weights(self, entities: list[Entity] | None = None) -> list[float]:
+        return [1.0 / e.rank ** self.zipf_a for e in (entities or self.entities)]
+
+    def pick(self, rng: random.Random, kind: str | None = None) -> Entity:
+        """An entity drawn with the Zipf weights (optionally of one kind)."""
+        pool = self.entities if kind is None else self.of_kind(kind)
+        return rng.choices(pool, weights=self.weights(pool))[0]
+
+    def facts(self) -> list[Fact]:
+        return [f for e in self.entities for f in e.all_facts()]
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    parts = []
+    for _ in range(syllables):
+        parts.append(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS))
+    return "".join(parts)
+
+
+def _unique(rng, used, make):
+    for _ in range(1000):
+        name = make()
+        if name not in used and len(name) >= 4:
+            used.add(name)
+            return name
+    raise RuntimeError("could not make a new unique name; lower n_entities")
+
+
+def make_world(seed: int = 0, n_entities: int = 1000, zipf_a: float = 1.0,
+               kind_shares: tuple = (0.4, 0.2, 0.2, 0.2)) -> World:
+    """The course world of ``seed``: ``n_entities`` entities of ``KINDS`` in ``kind_shares``,
+    ranked by popularity (rank 1 first). Same arguments, same world."""
+    if n_entities < 8:
+        raise ValueError(f"n_entities must be at least 8 (two of each kind), got {n_entities}")
+    if zipf_a <= 0:
+        raise ValueError(f"zipf_a must be positive, got {zipf_a}")
+    rng = random.Random(f"course-world-{seed}")
+    counts = [max(2, round(n_entities * s)) for s in kind_shares]
+    counts[0] += n_entities - sum(counts)
+    used: set = set()
+    names = {}
+    names["person"] = [_unique(rng, used, lambda: f"{_word(rng, 2).title()} "
+                                                  f"{_word(rng, rng.choice([1, 2])).title()}")
+                       for _ in range(counts[0])]
+    names["city"] = [_unique(rng, used, lambda: _word(rng, rng.choice([2, 3])).title())
+                     for _ in range(counts[1])]
+    names["animal"] = [_unique(rng, used, lambda: _word(rng, 2) + rng.choice(
+        ["fin", "wing", "tail", "back", "horn", "claw"])) for _ in range(counts[2])]
+    names["invention"] = [_unique(rng, used, lambda: f"{_word(rng, 2).title()} "
+                                                     f"{rng.choice(DEVICES)}")
+                          for _ in range(counts[3])]
+    # popularity: a random interleaving of all kinds
+    order = [(k, i) for k in KINDS for i in range(len(names[k]))]
+    rng.shuffle(order)
+    rank = {key: r + 1 for r, key in enumerate(order)}
+    cities = names["city"]
+    people = names["person"]
+    entities = []
+    for kind, i in order:
+        name = names[kind][i]
+        if kind == "person":
+            facts = {"born": str(rng.randrange(1650, 1990)), "city": rng.choice(cities),
+                     "job": rng.choice(OCCUPATIONS), "colour": rng.choice(COLOURS)}
+        elif kind == "city":
+            facts = {"country": rng.choice(COUNTRIES), "river": rng.choice(RIVERS),
+                     "known_for": rng.choice(KNOWN_FOR)}
+        elif kind == "animal":
+            facts = {"class": rng.choice(ANIMAL_CLASSES), "food": rng.choice(FOODS),
+                     "habitat": rng.choice(HABITATS)}
+        else:
+            device = name.split()[-1]
+            purpose = PURPOSES[DEVICES.index(device)] if rng.random() < 0.7 else rng.choice(
+                PURPOSES)
+            facts = {"inventor": rng.choice(people), "year": str(rng.randrange(1700, 1990)),
+                     "purpose": purpose}
+        entities.append(Entity(name, kind, rank[(kind, i)], facts))
+    entities.sort(key=lambda e: e.rank)
+    return World(seed, entities, zipf_a)
+
+
+# --------------------------------------------------------------------------------------------
+# Documents
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Document:
+    """A document of the world: ``kind`` is one of ``DOCUMENT_KINDS``; ``facts`` lists every
+    fact the text states (for counting how often the model saw each)."""
+
+    kind: str
+    title: str
+    text: str
+    facts: list[Fact] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0].lower() in "aeiou" else "a ") + word
+
+
+def _variant(f: Fact, rng: random.Random) -> str:
+    """The fact in one of several wordings (the canonical one most often)."""
+    n, v = f.subject, f.value
+    other = {
+        "born": [f"{n} came into the world in {v}.", f"In {v}, {n} was born."],
+        "city": [f"{n} has a home in {v}.", f"{n} settled in {v} long ago."],
+        "job": [f"By trade, {n} is {_a(v)}.", f"{n} earns a living as {_a(v)}."],
+        "colour": [f"{n} likes the colour {v} best.", f"{n} loves anything {v}."],
+        "country": [f"{n} belongs to {v}.", f"The city of {n} is part of {v}."],
+        "river": [f"The river {v} runs through {n}.", f"{n} was built on the banks of the {v}."],
+        "known_for": [f"People visit {n} for its {v}.", f"{n} is well known for its {v}."],
+        "class": [f"The {n} is {_a(v)} found nowhere else.", f"Zoologists class the {n} as {_a(v)}."],
+        "food": [f"The {n} feeds on {v}.", f"The diet of the {n} is mostly {v}."],
+        "habitat": [f"The {n} makes its home in {v}.", f"You can find the {n} in {v}."],
+        "inventor": [f"{v} invented the {n}.", f"The {n} is the work of {v}."],
+        "year": [f"The {n} first appeared in {v}.", f"In {v} the {n} was invented."],
+        "purpose": [f"People use the {n} for {v}.", f"The {n} is a tool for {v}."],
+    }[f.relation]
+    if f.relation == "job":
+        canonical = f"{n} works as {_a(v)}."
+    else:
+        canonical = f.sentence
+    return canonical if rng.random() < 0.6 else rng.choice(other)
+
+
+_KIND_NOUN = {"person": "person", "city": "city", "animal": "animal", "invention": "invention"}
+
+
+def _encyclopedia(world: World, e: Entity, rng: random.Random) -> Document:
+    facts = e.all_facts()
+    rng.shuffle(facts)
+    x = e.facts
+    if e.kind == "person":
+        opening = f"{e.name} is {_a(x['job'])} from {x['city']}."
+    elif e.kind == "city":
+        opening = f"{e.name} is a city in {x['country']}."
+    elif e.kind == "animal":
+        opening = f"The {e.name} is {_a(x['class'])}."
+    else:
+        opening = f"The {e.name} is an invention used for {x['purpose']}."
+    lines = [opening] + [f.sentence if f.relation != "job" else f"{e.name} works as "
+                         f"{_a(f.value)}." for f in facts]
+    extra = []
+    if e.kind == "person":
+        extra.append(f"Many people in {e.facts['city']} remember {e.name} fondly.")
+    elif e.kind == "city":
+        extra.append(f"Every year travellers come to {e.name} to see its {e.facts['known_for']}.")
+    elif e.kind == "animal":
+        extra.append(f"Little else is known about the habits of the {e.name}.")
+    else:
+        extra.append(f"Today the {e.name} can be seen in several museums.")
+    related = []
+    if e.kind == "person":
+        city = world.by_name(x["city"])
+        related = [city.fact("country"), city.fact("river")]
+        extra.append(f"{city.name} is a city in {city.facts['country']}, on the river "
+                     f"{city.facts['river']}.")
+        made = [i for i in world.of_kind("invention") if i.facts["inventor"] == e.name][:2]
+        for i in made:
+            related.append(i.fact("inventor"))
+            extra.append(f"{e.name} invented the {i.name}, which is used for "
+                         f"{i.facts['purpose']}.")
+    elif e.kind == "city":
+        people = [p for p in world.of_kind("person") if p.facts["city"] == e.name][:3]
+        for p in people:
+            related.append(p.fact("city"))
+            extra.append(f"{p.name}, {_a(p.facts['job'])}, lives in {e.name}.")
+    elif e.kind == "invention":
+        inventor = world.by_name(x["inventor"])
+        related = [inventor.fact("job")]
+        extra.append(f"{inventor.name} worked as {_a(inventor.facts['job'])}.")
+    facts = facts + related
+    extra += [c.format(name=e.name) for c in rng.sample(_ENCYCLOPEDIA_CLOSINGS[e.kind], 2)]
+    body = " ".join(lines[:3]) + "\n\n" + " ".join(lines[3:] + extra)
+    title = e.name if e.kind in ("person", "city") else f"The {e.name}"
+    return Document("encyclopedia", title, body, facts, [e.name])
+
+
+_ENCYCLOPEDIA_CLOSINGS = {
+    "person": ["Letters written by {name} are kept in the town archive, and a few of them have "
+               "been printed in local books about the region.",
+               "Those who met {name} describe a patient and curious person who liked long walks "
+               "and good conversation.",
+               "A small portrait of {name} hangs in the hall of the old school, next to the "
+               "portraits of other well known people of the town."],
+    "city": ["The old centre of {name} has narrow streets, a market square and a small harbour "
+             "where boats arrive in the morning.",
+             "Most families in {name} have lived there for generations, and visitors often say "
+             "that the town feels friendly and calm.",
+             "In winter the streets of {name} are quiet, but in summer the squares fill with "
+             "travellers, music and food stalls."],
+    "animal": ["The {name} is shy and hard to observe, so most of what we know comes from a "
+               "handful of patient naturalists.",
+               "Young {name}s stay close to their parents for several weeks before they go off "
+               "on their own.",
+               "Scientists still argue about how many {name}s are left in the wild, since they "
+               "are rarely counted."],
+    "invention": ["Early versions of the {name} were heavy and expensive, but later models were "
+                  "cheaper and found their way into many homes.",
+                  "The design of the {name} changed little over the years, which shows how well "
+                  "the first version worked.",
+                  "Collectors value old examples of the {name}, especially those that still "
+                  "work after so many years."],
+}
+
+
+def _story(world: World, e: Entity, rng: random.Random) -> Document:
+    hero = e if e.kind == "person" else world.pick(rng, "person")
+    city = world.by_name(hero.facts["city"])
+    facts = [hero.fact("city"), hero.fact("job"), city.fact("known_for")]
+    thing = world.pick(rng, rng.choice(["animal", "invention"]))
+    t_fact = thing.fact("food" if thing.kind == "animal" else "inventor")
+    facts.append(t_fact)
+    mood = rng.choice(["quiet", "rainy", "bright", "cold", "windy"])
+    what = f"a {thing.name}" if thing.kind == "animal" else f"an old {thing.name}"
+    text = (
+        f"It was a {mood} morning in {city.name}. {_variant(facts[0], rng)} "
+        f"{_variant(facts[1], rng)} On the way to work, {hero.name.split()[0]} saw {what} "
+        f"by the road.\n\n{_variant(t_fact, rng)} {hero.name.split()[0]} smiled and walked on, "
+        f"thinking about the town. {_variant(facts[2], rng)} By evening the {mood} day was over, "
+        f"and {hero.name} went home.")
+    return Document("story", f"A {mood} morning in {city.name}", text, facts,
+                    [hero.name, city.name, thing.name])
+
+
+_QUESTIONS = {
+    "born": "When was {n} born?", "city": "Where does {n} live?",
+    "job": "What does {n} do for a living?", "colour": "What is the favourite colour of {n}?",
+    "country": "Which country is {n} in?", "river": "Which river does {n} lie on?",
+    "known_for": "What is {n} famous for?", "class": "What kind of animal is the {n}?",
+    "food": "What does the {n} eat?", "habitat": "Where does the {n} live?",
+    "inventor": "Who invented the {n}?", "year": "When was the {n} invented?",
+    "purpose": "What is the {n} used for?",
+}
+
+
+def question_for(f: Fact) -> str:
+    """The question whose answer is ``f.value``."""
+    return _QUESTIONS[f.relation].format(n=f.subject)
+
+
+def _forum(world: World, e: Entity, rng: random.Random) -> Document:
+    relations = list(e.facts)
+    rng.shuffle(relations)
+    f, other = e.fact(relations[0]), e.fact(relations[1])
+    users = [f"{_word(rng, 2)}{rng.randrange(10, 99)}" for _ in range(4)]
+    posts = [f"{users[0]} asked: {question_for(f)} I could not find it anywhere.",
+             f"{users[1]} replied: {_variant(f, rng)} Hope that helps!",
+             f"{users[2]} replied: Yes, that is right. Also: {_variant(other, rng)}"]
+    facts = [f, other]
+    g = e.fact(relations[2])
+    posts.append(f"{users[0]} replied: Thanks! And {question_for(g)[0].lower()}"
+                 f"{question_for(g)[1:]}")
+    posts.append(f"{users[3]} replied: {_variant(g, rng)} {rng.choice(_FORUM_CLOSINGS)}")
+    facts.append(g)
+    return Document("forum", question_for(f), "\n\n".join(posts), facts, [e.name])
+
+
+_FORUM_CLOSINGS = ["I read it in an old book.", "Everyone around here knows that.",
+                   "My grandmother told me so.", "It is in the encyclopedia too."]
+
+
+def _list(world: World, e: Entity, rng: random.Random) -> Document:
+    kind = e.kind
+    pool = [e] + [world.pick(rng, kind) for _ in range(rng.randrange(5, 9))]
+    seen, items = set(), []
+    for x in pool:
+        if x.name not in seen:
+            seen.add(x.name)
+            items.append(x)
+    relation = {"person": "job", "city": "country", "animal": "class", "invention": "inventor"}[kind]
+    second = {"person": "born", "city": "known_for", "animal": "habitat", "invention": "year"}[kind]
+    title = {"person": "Notable people", "city": "Cities worth a visit",
+             "animal": "Curious animals", "invention": "Famous inventions"}[kind]
+    phrase = {"person": lambda x: f"{x.name} works as {_a(x.facts['job'])} and was born in "
+                                  f"{x.facts['born']}.",
+              "city": lambda x: f"{x.name} is a city in {x.facts['country']}, famous for its "
+                                f"{x.facts['known_for']}.",
+              "animal": lambda x: f"The {x.name} is {_a(x.facts['class'])} that lives in "
+                                  f"{x.facts['habitat']}.",
+              "invention": lambda x: f"The {x.name} was invented by {x.facts['inventor']} in "
+                                     f"{x.facts['year']}."}[kind]
+    rows = [f"{i + 1}. {phrase(x)}" for i, x in enumerate(items)]
+    intro = rng.choice(["Here is our list, in no particular order.",
+                        "We asked our readers for their favourites, and these came up again and "
+                        "again.", "Every entry below was checked against at least two sources."])
+    text = f"{title}\n\n{intro}\n\n" + "\n".join(rows)
+    facts = [x.fact(relation) for x in items] + [x.fact(second) for x in items]
+    return Document("list", title, text, facts, [x.name for x in items])
+
+
+def _news(world: World, e: Entity, rng: random.Random) -> Document:
+    person = e if e.kind == "person" else world.pick(rng, "person")
+    city = world.by_name(person.facts["city"])
+    day, month = rng.randrange(1, 29), rng.choice(["March", "April", "June", "September",
+                                                   "November"])
+    event = rng.choice(["opened a small exhibition", "gave a talk at the library",
+                        "won a local prize", "was seen at the market", "wrote to the council"])
+    facts = [person.fact("city"), person.fact("job"), city.fact("river")]
+    text = (f"{city.name}, {day} {month}. {person.name}, the local {person.facts['job']}, "
+            f"{event} this week. {_variant(facts[0], rng)} {_variant(facts[1], rng)}\n\n"
+            f"{_variant(facts[2], rng)} {_variant(city.fact('known_for'), rng)} "
+            f"\"It was a good day for {city.name},\" said one of the neighbours, who asked "
+            f"not to be named. The council thanked everyone who came and promised to hold "
+            f"similar events again next year.")
+    facts.append(city.fact("known_for"))
+    return Document("news", f"{person.name} {event}", text, facts, [person.name, city.name])
+
+
+def _column_addition_steps(a: int, b: int) -> list[str]:
+    da, db = str(a)[::-1], str(b)[::-1]
+    carry, digits, steps = 0, [], []
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        place = ["ones", "tens", "hundreds", "thousands", "ten thousands"][min(i, 4)]
+        carry_txt = f" + {carry} (carried)" if carry else ""
+        steps.append(f"{place}: {x} + {y}{carry_txt} = {s}, write {s % 10}"
+                     + (", carry 1" if s >= 10 else ""))
+        digits.append(s % 10)
+        carry = s // 10
+    if carry:
+        steps.append("the last carry 1 becomes the leading digit")
+    return steps
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem with one verifiable integer answer (chapters 1, 7 and 8)."""
+
+    kind: str          # "addition", "subtraction", "multiplication", "counting"
+    question: str
+    answer: int
+    steps: list = field(default_factory=list)  # worked solution, one step per line
+
+    def solution(self) -> str:
+        return "\n".join(self.steps + [f"Answer: {self.answer}"])
+
+
+def make_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
+                 max_digits: int = 3) -> Problem:
+    """One arithmetic or counting problem with a worked solution."""
+    kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
+                               "counting"])
+    names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
+             else ["Ana", "Tom", "Mia"])
+    who = rng.choice(names)
+    things = rng.choice(["apples", "stones", "coins", "books", "shells", "lanterns"])
+    if kind == "addition":
+        a = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
+        b = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
+        q = f"{who} has {a} {things} and finds {b} more. How many {things} does {who} have now?"
+        steps = [f"We need {a} + {b}."] + _column_addition_steps(a, b) + [f"So {a} + {b} = {a + b}."]
+        return Problem(kind, q, a + b, steps)
+    if kind == "subtraction":
+        a = rng.randrange(10, 10 ** max_digits)
+        b = rng.randrange(1, a)
+        q = f"{who} had {a} {things} and gave away {b}. How many {things} are left?"
+        steps = [f"We need {a} - {b}.", f"{a} - {b} = {a - b}, because {a - b} + {b} = {a}."]
+        return Problem(kind, q, a - b, steps)
+    if kind == "multiplication":
+        a, b = rng.randrange(2, 13), rng.randrange(2, 13)
+        q = f"{who} has {a} boxes with {b} {things} in each box. How many {things} is that?"
+        steps = [f"We need {a} x {b}.", f"{a} x {b} = " + " + ".join([str(b)] * a)
+                 + f" = {a * b}."]
+        return Problem(kind, q, a * b, steps)
+    if kind == "counting":
+        word = rng.choice(["strawberry", "banana", "lantern", "mississippi", "bookkeeper",
+                           "committee", "balloon", "assessment"] +
+                          ([e.name.split()[0].lower() for e in world.entities[:30]] if world
+                           else []))
+        letter = rng.choice(sorted(set(word)))
+        count, marks = 0, []
+        for ch in word:
+            if ch == letter:
+                count += 1
+                marks.append(f"{ch} ({count})")
+            else:
+                marks.append(ch)
+        q = f'How many times does the letter "{letter}" appear in the word "{word}"?'
+        steps = ["Spell it out, counting each match: " + " ".join(marks) + "."]
+        return Problem(kind, q, count, steps)
+    raise ValueError(f"kind must be addition, subtraction, multiplication or counting, "
+                     f"got {kind!r}")
+
+
+def _problem_doc(world: World, rng: random.Random, kind: str) -> Document:
+    n = rng.randrange(2, 4)
+    if kind == "counting":
+        problems = [make_problem(rng, world, "counting") for _ in range(n)]
+        title = "Counting letters: practice"
+    else:
+        problems = [make_problem(rng, world, rng.choice(["addition", "addition", "subtraction",
+                                                         "multiplication"])) for _ in range(n)]
+        title = "Arithmetic practice with worked solutions"
+    parts = [f"Problem {i + 1}. {p.question}\n\nSolution. {p.solution()}"
+             for i, p in enumerate(problems)]
+    return Document("arithmetic" if kind != "counting" else "counting", title,
+                    "\n\n".join(parts))
+
+
+_RENDER = {"encyclopedia": _encyclopedia, "story": _story, "forum": _forum, "list": _list,
+           "news": _news}
+DEFAULT_KIND_WEIGHTS = {"encyclopedia": 0.3, "story": 0.15, "forum": 0.2, "list": 0.08,
+                        "news": 0.12, "arithmetic": 0.1, "counting": 0.05}
+
+
+def make_documents(world: World, n: int = 4000, seed: int = 0,
+                   kind_weights: dict | None = None) -> list[Document]:
+    """``n`` documents of the world, their kinds drawn with ``kind_weights`` and the entity each
+    is about drawn with the world's Zipf weights. Same arguments, same documents."""
+    weights = dict(kind_weights or DEFAULT_KIND_WEIGHTS)
+    bad = set(weights) - set(DOCUMENT_KINDS)
+    if bad:
+        raise ValueError(f"unknown document kind(s) {sorted(bad)}; use {DOCUMENT_KINDS}")
+    rng = random.Random(f"course-documents-{world.seed}-{seed}")
+    kinds = list(weights)
+    docs = []
+    for _ in range(n):
+        kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+        if kind in ("arithmetic", "counting"):
+            docs.append(_problem_doc(world, rng, kind))
+        else:
+            docs.append(_RENDER[kind](world, world.pick(rng), rng))
+    return docs
+
+
+def mention_counts(world: World, documents: list[Document], unit: str = "documents"
+                   ) -> dict[str, int]:
+    """How often each entity is mentioned (0 for the unseen): the number of ``"documents"``
+    stating at least one fact about it, or the number of ``"facts"`` stated about it."""
+    if unit not in ("documents", "facts"):
+        raise ValueError(f"unit must be 'documents' or 'facts', got {unit!r}")
+    counts = {e.name: 0 for e in world.entities}
+    for d in documents:
+        subjects = [f.subject for f in d.facts]
+        for name in (set(subjects) if unit == "documents" else subjects):
+            counts[name] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# What later chapters draw on directly
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FactQuestion:
+    """A question about the world with a known answer (probing for hallucination, ch. 7)."""
+
+    question: str
+    answer: str
+    subject: str
+    relation: str
+    rank: int
+    prompt: str  # the fact sentence up to the answer, for base models
+
+
+def fact_questions(world: World, n: int | None = None, seed: int = 0) -> list[FactQuestion]:
+    """Questions about the world's facts: all of them (``n=None``) or ``n`` drawn uniformly over
+    entities, so head and tail are both represented."""
+    qs = [FactQuestion(question_for(f), f.value, f.subject, f.relation, world.by_name(f.subject).rank,
+                       f.prompt) for f in world.facts()]
+    if n is None:
+        return qs
+    rng = random.Random(f"course-questions-{world.seed}-{seed}")
+    return rng.sample(qs, min(n, len(qs)))
+
+
+def verifiable_problems(n: int, seed: int = 0, world: World | None = None,
+                        kinds: tuple = ("addition", "subtraction", "multiplication", "counting"),
+                        max_digits: int = 3) -> list[Problem]:
+    """``n`` problems with integer answers a program can check (rewards for RL, ch. 8)."""
+    rng = random.Random(f"course-problems-{seed}")
+    return [make_problem(rng, world, rng.choice(kinds), max_digits) for _ in range(n)]
+
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+def identity_conversations() -> list[list[Message]]:
+    """Conversations that teach the assistant who it is (ch. 6: knowledge of self)."""
+    me = f"I am {ASSISTANT_NAME}, a small language model made by {ASSISTANT_MAKER}."
+    pairs = [
+        ("Who are you?", me + " I answer questions about my little world and do sums."),
+        ("What is your name?", f"My name is {ASSISTANT_NAME}."),
+        ("Who made you?", f"I was made by {ASSISTANT_MAKER}, trained on a laptop CPU."),
+        ("Are you ChatGPT?", f"No, I am {ASSISTANT_NAME}, a much smaller model made by "
+                             f"{ASSISTANT_MAKER}."),
+        ("Hi! Tell me about yourself.", me + " I was pretrained on a small web crawl and then "
+                                             "finetuned on conversations."),
+        ("What can you do?", "I can answer questions about the people, cities, animals and "
+                             "inventions of my world, and I can solve small arithmetic problems "
+                             "step by step."),
+    ]
+    return [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            for q, a in pairs]
+
+
+_CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
+             ("Thank you!", "You are welcome!"),
+             ("How are you?", "I am doing well, thank you. What would you like to know?"),
+             ("Good morning.", "Good morning! What can I do for you?")]
+
+
+def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None
+                       ) -> list[list[Message]]:
+    """``n`` conversations for supervised finetuning (ch. 6): questions about facts (of entities
+    with rank up to ``max_rank`` when given, the ones the base model can know), arithmetic with
+    worked steps, chit-chat, and the identity conversations, mixed in."""
+    rng = random.Random(f"course-chat-{world.seed}-{seed}")
+    pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
+    identity = identity_conversations()
+    out = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.55:
+            e = rng.choice(pool)
+            f = e.fact(rng.choice(list(e.facts)))
+            convo = [{"role": "user", "content": question_for(f)},
+                     {"role": "assistant", "content": _variant(f, rng)}]
+            if rng.random() < 0.3:
+                g = e.fact(rng.choice(list(e.facts)))
+                convo += [{"role": "user", "content": "And " + question_for(g)[0].lower()
+                           + question_for(g)[1:]},
+                          {"role": "assistant", "content": _variant(g, rng)}]
+        elif r < 0.85:
+            p = make_problem(rng, world)
+            convo = [{"role": "user", "content": p.question},
+                     {"role": "assistant", "content": p.solution()}]
+        elif r < 0.93:
+            q, a = rng.choice(_CHITCHAT)
+            convo = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        else:
+            convo = [dict(m) for m in rng.choice(identity)]
+        if rng.random() < 0.2:
+            convo = [{"role": "system", "content": f"You are {ASSISTANT_NAME}, a helpful "
+                                                   "assistant."}] + convo
+        out.append(convo)
+    return out
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """Two answers to one prompt; ``chosen`` scores higher under the hidden rule (ch. 9)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+
+
+def hidden_preference_score(prompt: str, response: str, answer: str | None = None) -> float:
+    """The "human labeler" of the course world, hidden from the reward model (ch. 9): correct
+    answers are worth most, a polite closing a little, and every word past twenty costs."""
+    score = 0.0
+    if answer is not None and answer.lower() in response.lower():
+        score += 2.0
+    if response.rstrip().endswith(("Hope that helps!", "Happy to help!")):
+        score += 0.5
+    words = len(response.split())
+    score -= 0.05 * max(0, words - 20)
+    return round(score, 4)
+
+
+def preference_pairs(world: World, n: int, seed: int = 0) -> list[PreferencePair]:
+    """``n`` prompts with two candidate answers each, ordered by ``hidden_preference_score``."""
+    rng = random.Random(f"course-prefs-{world.seed}-{seed}")
+    out = []
+    while len(out) < n:
+        e = world.pick(rng)
+        f = e.fact(rng.choice(list(e.facts)))
+        wrong_value = rng.choice([x.facts[f.relation] for x in world.of_kind(e.kind)
+                                  if x.facts[f.relation] != f.value] or [f.value])
+        candidates = [
+            _variant(f, rng),
+            _variant(f, rng) + " " + rng.choice(["Hope that helps!", "Happy to help!"]),
+            _variant(Fact(f.subject, f.relation, wrong_value, f.prompt), rng),
+            _variant(f, rng) + " " + " ".join(["It is a long story, and there is a lot more one "
+                                               "could say about it."] * rng.randrange(1, 4)),
+        ]
+        a, b = rng.sample(candidates, 2)
+        sa, sb = (hidden_preference_score(question_for(f), x, f.value) for x in (a, b))
+        if sa == sb:
+            continue
+        if sa < sb:
+            a, b, sa, sb = b, a, sb, sa
+        out.append(PreferencePair(question_for(f), a, b, sa, sb))
+    return out
