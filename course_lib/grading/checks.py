@@ -77,6 +77,10 @@ def to_data(x: Any, _depth: int = 0):
     if issubclass(t, dict):
         return {"$dict": [[to_data(k, _depth + 1), to_data(v, _depth + 1)]
                           for k, v in dict.items(x)]}
+    if issubclass(t, (set, frozenset)):
+        items = [to_data(v, _depth + 1) for v in (set.__iter__(x) if issubclass(t, set)
+                                                  else frozenset.__iter__(x))]
+        return {"$set": sorted(items, key=repr)}
     np = sys.modules.get("numpy")
     if np is not None:
         if issubclass(t, np.generic) and t.__module__ == "numpy":
@@ -107,6 +111,8 @@ def from_data(d: Any):
             return tuple(from_data(x) for x in v)
         if tag == "$dict":
             return {_hashable(from_data(k)): from_data(val) for k, val in v}
+        if tag == "$set":
+            return {_hashable(from_data(x)) for x in v}
         if tag == "$bytes":
             return base64.b64decode(v)
         if tag == "$float":
@@ -256,6 +262,12 @@ class Task:
     ``cases(seed, n_random, extra)`` returns the argument tuples to call with; ``reference`` is
     the course's implementation; ``compare(expected, actual)`` returns None or what differs.
     ``references`` names the modules whose functions a student may not call.
+
+    Some tasks have more than one right answer (a MinHash with any hash family, a language
+    score from any model). They judge properties instead of equality: ``compare_case(args,
+    expected, actual)`` replaces ``compare`` and sees the input too, and ``compare_all(cases,
+    actuals)`` judges all results of one check together (the same input twice gives the same
+    result; another seed gives another signature; estimates are close to the truth).
     """
 
     name: str
@@ -265,6 +277,8 @@ class Task:
     references: tuple = ()
     compare: Callable[[Any, Any], str | None] = compare_exact
     timeout: float = 10.0
+    compare_case: Callable[[tuple, Any, Any], str | None] | None = None
+    compare_all: Callable[[list, list], str | None] | None = None
 
 
 def expected_data(task: Task, args: tuple):
@@ -294,7 +308,8 @@ def judge(task: Task, args: tuple, expected, outcome: dict) -> str | None:
     except Exception as e:
         return f"{call} returned a value the grader could not read ({e})"
     exp = from_data(expected)
-    diff = task.compare(exp, actual)
+    diff = (task.compare_case(args, exp, actual) if task.compare_case
+            else task.compare(exp, actual))
     if diff is None:
         return None
     return (f"{call}\n  expected: {short(exp)}\n  got:      {short(actual)}\n"
@@ -343,12 +358,31 @@ def run_check(task: Task, fn: Callable, seed: int = 0, n_random: int | None = No
         raise AssertionError(f"{task.name} is the course's reference implementation; "
                              "write your own code.")
     all_cases = task_cases(task, seed, n_random, cases)
+    actuals = []
     for args in all_cases:
         expected = expected_data(task, args)
-        message = judge(task, args, expected, call_outcome(task, fn, args))
+        outcome = call_outcome(task, fn, args)
+        message = judge(task, args, expected, outcome)
         if message:
             raise AssertionError(message)
+        actuals.append(outcome["value"])
+    message = judge_all(task, all_cases, actuals)
+    if message:
+        raise AssertionError(message)
     print(f"{task.name}: all {len(all_cases)} checks passed")
+
+
+def judge_all(task: Task, cases: list, values: list) -> str | None:
+    """The task's judgement of all results together (``compare_all``), or None. ``values`` are
+    the results as data, in the order of ``cases``."""
+    if task.compare_all is None:
+        return None
+    try:
+        actuals = [from_data(v) for v in values]
+    except Exception as e:
+        return f"{task.name} returned a value the grader could not read ({e})"
+    diff = task.compare_all(cases, actuals)
+    return None if diff is None else f"{task.name}: {diff}\n  hint: {task.hint}"
 
 
 def as_args(extra) -> list[tuple]:

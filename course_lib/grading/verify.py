@@ -109,7 +109,7 @@ def sandbox_calls(source_nb) -> tuple[list, list]:
             calls.append({"task": f"{cell.grade_id}:{len(calls)}", "function": call.function,
                           "cases": [[to_data(a) for a in args] for args in cases],
                           "timeout": task.timeout, "references": list(task.references)})
-            for m in (call.module, *task.references):
+            for m in (call.module, *task.references, *getattr(module, "DEPENDS", ())):
                 if m not in modules:
                     modules.append(m)
     return calls, modules
@@ -161,7 +161,7 @@ def verify(source_nb, events: list, died: str | None = None, release_nb=None) ->
     "feedback"}}, "tampering": [...]}``. ``message`` is for the instructor (with the failing
     input); ``feedback`` is for the student and names no input of a hidden test (a check call
     that is not in the released test cell)."""
-    from course_lib.grading.checks import expected_data, judge
+    from course_lib.grading.checks import expected_data, judge, judge_all
 
     cells = graded_cells(source_nb)
     visible = set()
@@ -209,6 +209,11 @@ def verify(source_nb, events: list, died: str | None = None, release_nb=None) ->
                         if outcome.get("kind") == "reference":
                             feedback = message
                     break
+            if not message:
+                message = judge_all(task, cases, [got[k].get("value") for k in range(len(cases))])
+                if message and release_nb is not None and (cell.grade_id, repr(call)) not in visible:
+                    feedback = (f"{call.function} fails a hidden test (inputs other than the "
+                                f"visible ones). Hint: {task.hint}")
             if message:
                 break
         tamper = tampered_cells.get(cell.grade_id, []) + tampered_cells.get("all", [])
