@@ -170,18 +170,27 @@ def char_ngrams(text: str, n: int = 3) -> list[str]:
 
 @dataclass
 class LanguageModel:
-    """Character trigram counts per language, for a naive Bayes language identifier."""
+    """Character trigram counts per language, for a naive Bayes language identifier.
+
+    ``logp[lang][g]`` is ``log P(g | lang)`` with add-one smoothing; ``unseen[lang]`` is the
+    log-probability of a trigram the language never showed."""
 
     counts: dict           # lang -> Counter of trigrams
     totals: dict           # lang -> total count
     vocab_size: int
+    logp: dict = field(default_factory=dict)
+    unseen: dict = field(default_factory=dict)
 
     @classmethod
     def train(cls, texts_by_lang: dict) -> LanguageModel:
         counts = {lang: Counter(g for t in texts for g in char_ngrams(t))
                   for lang, texts in texts_by_lang.items()}
-        vocab = set().union(*counts.values())
-        return cls(counts, {k: sum(c.values()) for k, c in counts.items()}, len(vocab) + 1)
+        vocab = len(set().union(*counts.values())) + 1
+        totals = {k: sum(c.values()) for k, c in counts.items()}
+        logp = {lang: {g: math.log(n + 1) - math.log(totals[lang] + vocab) for g, n in c.items()}
+                for lang, c in counts.items()}
+        unseen = {lang: -math.log(totals[lang] + vocab) for lang in counts}
+        return cls(counts, totals, vocab, logp, unseen)
 
 
 _MODEL_CACHE: dict = {}
@@ -209,7 +218,7 @@ def language_training_texts(split: str = "train") -> dict:
 
 
 def language_scores(text: str, model: LanguageModel | None = None,
-                    max_ngrams: int = 2000) -> dict:
+                    max_ngrams: int = 1000) -> dict:
     """Probability of each language given the text: naive Bayes over character trigrams with
     add-one smoothing and a uniform prior (the first ``max_ngrams`` trigrams are enough)."""
     model = model or language_model()
@@ -217,9 +226,10 @@ def language_scores(text: str, model: LanguageModel | None = None,
     if not grams:
         return {lang: 1.0 / len(model.counts) for lang in model.counts}
     logp = {}
-    for lang, c in model.counts.items():
-        denom = math.log(model.totals[lang] + model.vocab_size)
-        logp[lang] = sum(math.log(c.get(g, 0) + 1) - denom for g in grams)
+    for lang, table in model.logp.items():
+        # log P(text | lang) = sum over the text's trigrams of log P(trigram | lang)
+        unseen = model.unseen[lang]
+        logp[lang] = sum(table.get(g, unseen) for g in grams)
     top = max(logp.values())
     z = sum(math.exp(v - top) for v in logp.values())
     return {lang: math.exp(v - top) / z for lang, v in logp.items()}
@@ -560,6 +570,11 @@ class PipelineOptions:
     num_perm: int = 128
 
 
+# FineWeb's choices: trafilatura for extraction, a trained language-ID model, datasketch-style
+# MinHash LSH. The teaching stages above are what the chapter explains and students write.
+PRODUCTION = PipelineOptions(extractor="trafilatura", language_id="langid", near_dedup="datasketch")
+
+
 def _process_page(rec: dict, opts: PipelineOptions) -> dict:
     """Stages 1-4 on one record: the text and, if it was removed, which stage and why."""
     out = {"text": "", "language_score": 0.0, "removed_stage": "", "removed_reason": ""}
@@ -777,13 +792,14 @@ def load_fineweb(data_files: str | list | None = None, name: str = "sample-10BT"
 
 def build_corpus(out: str | Path = CORPUS_PATH, num_proc: int = 2, seed: int = 0,
                  progress: bool = True) -> tuple[PipelineResult, Path]:
-    """World -> crawl -> cleaned corpus, written to ``out``: the command
+    """World -> crawl -> cleaned corpus, written to ``out``, with the production stages
+    (``PRODUCTION``: trafilatura, langid.py, datasketch) as FineWeb does; the command
     ``python -m course_lib.data`` runs this."""
     from course_lib import crawl, world
 
     w = world.make_world(seed)
     records = crawl.render_crawl(w, seed=seed, progress=progress)
-    result = run_pipeline(records, num_proc=num_proc, progress=progress)
+    result = run_pipeline(records, PRODUCTION, num_proc=num_proc, progress=progress)
     result.corpus = count_tokens(result.corpus)
     return result, write_corpus(result.corpus, out)
 

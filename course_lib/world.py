@@ -260,7 +260,17 @@ def _variant(f: Fact, rng: random.Random) -> str:
     return canonical if rng.random() < 0.6 else rng.choice(other)
 
 
-_KIND_NOUN = {"person": "person", "city": "city", "animal": "animal", "invention": "invention"}
+def _short(e: Entity, sentence: str) -> str:
+    """The sentence with the entity referred to briefly (a first name, "it", "the city"), as
+    real pages do after the first mention; keeps the corpus from repeating full names."""
+    if e.kind == "person":
+        return sentence.replace(e.name, e.name.split()[0])
+    ref = {"city": "the city", "animal": "it", "invention": "it"}[e.kind]
+    for full in (f"The {e.name}", f"the {e.name}", e.name):
+        if sentence.startswith(full):
+            return ref[0].upper() + ref[1:] + sentence[len(full):]
+        sentence = sentence.replace(full, ref if e.kind == "city" else f"this {e.kind}")
+    return sentence
 
 
 def _encyclopedia(world: World, e: Entity, rng: random.Random) -> Document:
@@ -275,17 +285,19 @@ def _encyclopedia(world: World, e: Entity, rng: random.Random) -> Document:
         opening = f"The {e.name} is {_a(x['class'])}."
     else:
         opening = f"The {e.name} is an invention used for {x['purpose']}."
-    lines = [opening] + [f.sentence if f.relation != "job" else f"{e.name} works as "
-                         f"{_a(f.value)}." for f in facts]
+    lines = [opening]
+    for k, f in enumerate(facts):
+        sent = f.sentence if f.relation != "job" else f"{e.name} works as {_a(f.value)}."
+        lines.append(sent if k % 2 else _short(e, sent))
     extra = []
     if e.kind == "person":
-        extra.append(f"Many people in {e.facts['city']} remember {e.name} fondly.")
+        extra.append(f"Many people in {e.facts['city']} remember {e.name.split()[0]} fondly.")
     elif e.kind == "city":
-        extra.append(f"Every year travellers come to {e.name} to see its {e.facts['known_for']}.")
+        extra.append(f"Every year travellers come to the city to see its {e.facts['known_for']}.")
     elif e.kind == "animal":
-        extra.append(f"Little else is known about the habits of the {e.name}.")
+        extra.append("Little else is known about the habits of this animal.")
     else:
-        extra.append(f"Today the {e.name} can be seen in several museums.")
+        extra.append("Today old examples can be seen in several museums.")
     related = []
     if e.kind == "person":
         city = world.by_name(x["city"])
@@ -295,19 +307,24 @@ def _encyclopedia(world: World, e: Entity, rng: random.Random) -> Document:
         made = [i for i in world.of_kind("invention") if i.facts["inventor"] == e.name][:2]
         for i in made:
             related.append(i.fact("inventor"))
-            extra.append(f"{e.name} invented the {i.name}, which is used for "
+            extra.append(f"{e.name.split()[0]} invented the {i.name}, which is used for "
                          f"{i.facts['purpose']}.")
     elif e.kind == "city":
         people = [p for p in world.of_kind("person") if p.facts["city"] == e.name][:3]
         for p in people:
             related.append(p.fact("city"))
             extra.append(f"{p.name}, {_a(p.facts['job'])}, lives in {e.name}.")
+        extra.append(rng.choice(["The city has a busy market every week.",
+                                 "Its old town hall is a popular place for weddings.",
+                                 "The roads around the city are lined with old trees."]))
     elif e.kind == "invention":
         inventor = world.by_name(x["inventor"])
         related = [inventor.fact("job")]
         extra.append(f"{inventor.name} worked as {_a(inventor.facts['job'])}.")
     facts = facts + related
-    extra += [c.format(name=e.name) for c in rng.sample(_ENCYCLOPEDIA_CLOSINGS[e.kind], 2)]
+    short = {"person": e.name.split()[0], "city": e.name, "animal": e.name,
+             "invention": e.name}[e.kind]
+    extra += [c.format(name=short) for c in rng.sample(_ENCYCLOPEDIA_CLOSINGS[e.kind], 2)]
     body = " ".join(lines[:3]) + "\n\n" + " ".join(lines[3:] + extra)
     title = e.name if e.kind in ("person", "city") else f"The {e.name}"
     return Document("encyclopedia", title, body, facts, [e.name])
@@ -352,10 +369,10 @@ def _story(world: World, e: Entity, rng: random.Random) -> Document:
     what = f"a {thing.name}" if thing.kind == "animal" else f"an old {thing.name}"
     text = (
         f"It was a {mood} morning in {city.name}. {_variant(facts[0], rng)} "
-        f"{_variant(facts[1], rng)} On the way to work, {hero.name.split()[0]} saw {what} "
+        f"{_short(hero, _variant(facts[1], rng))} On the way to work, {hero.name.split()[0]} saw {what} "
         f"by the road.\n\n{_variant(t_fact, rng)} {hero.name.split()[0]} smiled and walked on, "
         f"thinking about the town. {_variant(facts[2], rng)} By evening the {mood} day was over, "
-        f"and {hero.name} went home.")
+        f"and {hero.name.split()[0]} went home to rest.")
     return Document("story", f"A {mood} morning in {city.name}", text, facts,
                     [hero.name, city.name, thing.name])
 
@@ -383,12 +400,13 @@ def _forum(world: World, e: Entity, rng: random.Random) -> Document:
     users = [f"{_word(rng, 2)}{rng.randrange(10, 99)}" for _ in range(4)]
     posts = [f"{users[0]} asked: {question_for(f)} I could not find it anywhere.",
              f"{users[1]} replied: {_variant(f, rng)} Hope that helps!",
-             f"{users[2]} replied: Yes, that is right. Also: {_variant(other, rng)}"]
+             f"{users[2]} replied: Yes, that is right. Also: {_short(e, _variant(other, rng))}"]
     facts = [f, other]
     g = e.fact(relations[2])
     posts.append(f"{users[0]} replied: Thanks! And {question_for(g)[0].lower()}"
                  f"{question_for(g)[1:]}")
-    posts.append(f"{users[3]} replied: {_variant(g, rng)} {rng.choice(_FORUM_CLOSINGS)}")
+    posts.append(f"{users[3]} replied: {_short(e, _variant(g, rng))} "
+                 f"{rng.choice(_FORUM_CLOSINGS)}")
     facts.append(g)
     return Document("forum", question_for(f), "\n\n".join(posts), facts, [e.name])
 
@@ -409,18 +427,40 @@ def _list(world: World, e: Entity, rng: random.Random) -> Document:
     second = {"person": "born", "city": "known_for", "animal": "habitat", "invention": "year"}[kind]
     title = {"person": "Notable people", "city": "Cities worth a visit",
              "animal": "Curious animals", "invention": "Famous inventions"}[kind]
-    phrase = {"person": lambda x: f"{x.name} works as {_a(x.facts['job'])} and was born in "
-                                  f"{x.facts['born']}.",
-              "city": lambda x: f"{x.name} is a city in {x.facts['country']}, famous for its "
-                                f"{x.facts['known_for']}.",
-              "animal": lambda x: f"The {x.name} is {_a(x.facts['class'])} that lives in "
-                                  f"{x.facts['habitat']}.",
-              "invention": lambda x: f"The {x.name} was invented by {x.facts['inventor']} in "
-                                     f"{x.facts['year']}."}[kind]
+    phrases = {
+        "person": [lambda x: f"{x.name} works as {_a(x.facts['job'])} and was born in "
+                             f"{x.facts['born']}.",
+                   lambda x: f"Born in {x.facts['born']}, {x.name} is {_a(x.facts['job'])}.",
+                   lambda x: f"{x.name}, {_a(x.facts['job'])}, was born in {x.facts['born']}."],
+        "city": [lambda x: f"{x.name} is a city in {x.facts['country']}, famous for its "
+                           f"{x.facts['known_for']}.",
+                 lambda x: f"{x.name} ({x.facts['country']}) is well known for its "
+                           f"{x.facts['known_for']}.",
+                 lambda x: f"Visitors to {x.name} in {x.facts['country']} come for its "
+                           f"{x.facts['known_for']}."],
+        "animal": [lambda x: f"The {x.name} is {_a(x.facts['class'])} that lives in "
+                             f"{x.facts['habitat']}.",
+                   lambda x: f"{_a(x.facts['class']).capitalize()} from {x.facts['habitat']}: "
+                             f"the {x.name}.",
+                   lambda x: f"The {x.name}, {_a(x.facts['class'])}, makes its home in "
+                             f"{x.facts['habitat']}."],
+        "invention": [lambda x: f"The {x.name} was invented by {x.facts['inventor']} in "
+                                f"{x.facts['year']}.",
+                      lambda x: f"In {x.facts['year']}, {x.facts['inventor']} invented the "
+                                f"{x.name}.",
+                      lambda x: f"The {x.name} ({x.facts['year']}) is the work of "
+                                f"{x.facts['inventor']}."]}[kind]
+
+    def phrase(x):
+        return rng.choice(phrases)(x)
+
     rows = [f"{i + 1}. {phrase(x)}" for i, x in enumerate(items)]
-    intro = rng.choice(["Here is our list, in no particular order.",
-                        "We asked our readers for their favourites, and these came up again and "
-                        "again.", "Every entry below was checked against at least two sources."])
+    intro = rng.choice(["Here is our list of the best, in no particular order. Tell us what you "
+                        "think of it and which ones we have missed.",
+                        "We asked our readers for their favourites, and these are the ones that "
+                        "came up again and again, with a short note on each of them.",
+                        "Every entry below was checked against at least two sources. The order "
+                        "of the list is the order in which our readers sent them to us."])
     text = f"{title}\n\n{intro}\n\n" + "\n".join(rows)
     facts = [x.fact(relation) for x in items] + [x.fact(second) for x in items]
     return Document("list", title, text, facts, [x.name for x in items])
@@ -445,20 +485,21 @@ def _news(world: World, e: Entity, rng: random.Random) -> Document:
 
 
 def _column_addition_steps(a: int, b: int) -> list[str]:
+    """Column addition in words, one place at a time, with the carries."""
     da, db = str(a)[::-1], str(b)[::-1]
-    carry, digits, steps = 0, [], []
+    carry, steps = 0, []
     for i in range(max(len(da), len(db))):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
         place = ["ones", "tens", "hundreds", "thousands", "ten thousands"][min(i, 4)]
-        carry_txt = f" + {carry} (carried)" if carry else ""
-        steps.append(f"{place}: {x} + {y}{carry_txt} = {s}, write {s % 10}"
-                     + (", carry 1" if s >= 10 else ""))
-        digits.append(s % 10)
+        carried = ", together with the 1 we carried," if carry else ""
+        steps.append(f"In the {place} place we add {x} and {y}{carried} and get {s}, so we "
+                     f"write down {s % 10}" + (" and carry the 1 over to the next place."
+                                               if s >= 10 else " in that place."))
         carry = s // 10
     if carry:
-        steps.append("the last carry 1 becomes the leading digit")
+        steps.append("The last carry of 1 becomes the first digit of the answer.")
     return steps
 
 
@@ -488,19 +529,25 @@ def make_problem(rng: random.Random, world: World | None = None, kind: str | Non
         a = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
         b = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
         q = f"{who} has {a} {things} and finds {b} more. How many {things} does {who} have now?"
-        steps = [f"We need {a} + {b}."] + _column_addition_steps(a, b) + [f"So {a} + {b} = {a + b}."]
+        steps = ([f"We need to work out {a} + {b}. We line up the two numbers and add them one "
+                  "place at a time, starting with the ones."] + _column_addition_steps(a, b)
+                 + [f"So the sum of {a} and {b} is {a + b}."])
         return Problem(kind, q, a + b, steps)
     if kind == "subtraction":
         a = rng.randrange(10, 10 ** max_digits)
         b = rng.randrange(1, a)
         q = f"{who} had {a} {things} and gave away {b}. How many {things} are left?"
-        steps = [f"We need {a} - {b}.", f"{a} - {b} = {a - b}, because {a - b} + {b} = {a}."]
+        steps = [f"We need to take {b} away from {a}, that is, to work out {a} - {b}.",
+                 f"To check the answer, we add the two parts back together: {a - b} plus {b} "
+                 f"gives {a} again, which is where we started.",
+                 f"So the difference between {a} and {b} is {a - b}."]
         return Problem(kind, q, a - b, steps)
     if kind == "multiplication":
         a, b = rng.randrange(2, 13), rng.randrange(2, 13)
         q = f"{who} has {a} boxes with {b} {things} in each box. How many {things} is that?"
-        steps = [f"We need {a} x {b}.", f"{a} x {b} = " + " + ".join([str(b)] * a)
-                 + f" = {a * b}."]
+        steps = [f"We need {a} groups of {b}, that is, {a} x {b}.",
+                 f"Adding {b} to itself again and again, {a} times in all, gives {a * b}.",
+                 f"So the product of {a} and {b} is {a * b}."]
         return Problem(kind, q, a * b, steps)
     if kind == "counting":
         word = rng.choice(["strawberry", "banana", "lantern", "mississippi", "bookkeeper",
@@ -512,11 +559,15 @@ def make_problem(rng: random.Random, world: World | None = None, kind: str | Non
         for ch in word:
             if ch == letter:
                 count += 1
-                marks.append(f"{ch} ({count})")
+                marks.append(f"{ch} (that makes {count})")
             else:
                 marks.append(ch)
         q = f'How many times does the letter "{letter}" appear in the word "{word}"?'
-        steps = ["Spell it out, counting each match: " + " ".join(marks) + "."]
+        steps = [f'The word "{word}" has {len(word)} letters. To count without mistakes, we '
+                 "spell it out one letter at a time and keep a tally of the matches: "
+                 + ", ".join(marks) + ".",
+                 f'So the letter "{letter}" appears {count} time{"s" if count != 1 else ""} '
+                 f'in "{word}".']
         return Problem(kind, q, count, steps)
     raise ValueError(f"kind must be addition, subtraction, multiplication or counting, "
                      f"got {kind!r}")
@@ -531,10 +582,17 @@ def _problem_doc(world: World, rng: random.Random, kind: str) -> Document:
         problems = [make_problem(rng, world, rng.choice(["addition", "addition", "subtraction",
                                                          "multiplication"])) for _ in range(n)]
         title = "Arithmetic practice with worked solutions"
-    parts = [f"Problem {i + 1}. {p.question}\n\nSolution. {p.solution()}"
-             for i, p in enumerate(problems)]
+    intro = rng.choice(["Work through each problem on your own first, and then compare your "
+                        "answer with the worked solution.",
+                        "These problems are for practice at home. The solutions show every "
+                        "step, so that you can see where a mistake comes from.",
+                        "Try to solve each problem before you read the solution that follows "
+                        "it."])
+    ordinals = ["First", "Second", "Third", "Fourth"]
+    parts = [f"{ordinals[i]} problem. {p.question}\n\nSolution. " + "\n".join(p.steps)
+             + f"\nThe answer is {p.answer}." for i, p in enumerate(problems)]
     return Document("arithmetic" if kind != "counting" else "counting", title,
-                    "\n\n".join(parts))
+                    intro + "\n\n" + "\n\n".join(parts))
 
 
 _RENDER = {"encyclopedia": _encyclopedia, "story": _story, "forum": _forum, "list": _list,
