@@ -29,6 +29,7 @@ as parquet in FineWeb's schema. ``python -m course_lib.data`` remakes the shippe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -228,8 +229,7 @@ def language_scores(text: str, model: LanguageModel | None = None,
     logp = {}
     for lang, table in model.logp.items():
         # log P(text | lang) = sum over the text's trigrams of log P(trigram | lang)
-        unseen = model.unseen[lang]
-        logp[lang] = sum(table.get(g, unseen) for g in grams)
+        logp[lang] = sum(map(table.get, grams, itertools.repeat(model.unseen[lang])))
     top = max(logp.values())
     z = sum(math.exp(v - top) for v in logp.values())
     return {lang: math.exp(v - top) / z for lang, v in logp.items()}
