@@ -49,7 +49,7 @@ class UnsupportedResult(TypeError):
 def to_data(x: Any, _depth: int = 0):
     """Turn a Python value into plain JSON-able data, trusting nothing about its class.
 
-    Tuples, dicts, bytes, non-finite floats, NumPy arrays and torch tensors are tagged
+    Tuples, dicts, sets, bytes, non-finite floats, NumPy arrays and torch tensors are tagged
     (``{"$tuple": [...]}``, ...); lists, ints, floats, strings, bools and None stay as they are.
     Subclasses of the builtin types are read through the builtin type's own methods, so
     overridden ``__eq__``, ``__iter__`` or ``items`` cannot change what is compared.
@@ -89,7 +89,10 @@ def to_data(x: Any, _depth: int = 0):
             return _array_data(np.ascontiguousarray(x))
     torch = sys.modules.get("torch")
     if torch is not None and t in (torch.Tensor, torch.nn.Parameter):
-        return _array_data(x.detach().cpu().contiguous().numpy())
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:  # NumPy has no bfloat16
+            x = x.float()
+        return {"$tensor": _array_data(x.contiguous().numpy())["$array"]}
     raise UnsupportedResult(f"returned an object of type {t.__module__}.{t.__qualname__}; "
                             "return plain values (list, dict, tuple, int, str, float, tensor)")
 
@@ -117,9 +120,13 @@ def from_data(d: Any):
             return base64.b64decode(v)
         if tag == "$float":
             return float(v)
-        if tag == "$array":
+        if tag in ("$array", "$tensor"):
             import numpy as np
-            return np.frombuffer(base64.b64decode(v["data"]), dtype=v["dtype"]).reshape(v["shape"])
+            a = np.frombuffer(base64.b64decode(v["data"]), dtype=v["dtype"]).reshape(v["shape"])
+            if tag == "$tensor":
+                import torch
+                return torch.from_numpy(a.copy())
+            return a
         raise ValueError(f"unknown data tag {tag!r}")
     return d
 
