@@ -20,7 +20,7 @@ def requirement(spec: str) -> tuple[str, str]:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pip_side = dict(requirement(s) for s in project["dependencies"])
-    for extra in ("book", "test"):
+    for extra in ("book", "scale", "test"):
         pip_side.update(requirement(s) for s in project["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
