@@ -129,7 +129,7 @@ def extract_text(page):
 
 TOP = {lang: {w for w, _ in Counter(w for t in texts for w in t.lower().split()).most_common(150)}
        for lang, texts in TRAINING.items()}
-BIGRAMS = {lang: Counter(t.lower()[i:i + 2] for t in texts for i in range(len(t) - 1))
+BIGRAMS = {lang: Counter(t[i:i + 2] for t in map(str.lower, texts) for i in range(len(t) - 1))
            for lang, texts in TRAINING.items()}
 
 def language_score(text, lang="en"):
