@@ -120,6 +120,11 @@ def _compare_extract(args, expected, actual):
         return f"{sum(extra.values())} extra words, e.g. {list(extra)[:6]}"
     if not n_exp and n_act:
         return f"the page has no visible text, but got {actual[:80]!r}"
+    lines_exp = [ln for ln in expected.split("\n") if ln.strip()]
+    lines_act = [ln for ln in actual.split("\n") if ln.strip()]
+    if len(lines_exp) >= 3 and len(lines_act) < len(lines_exp) / 2:
+        return (f"{len(lines_act)} line(s) instead of about {len(lines_exp)}: start a new line "
+                "at each block element (p, div, h1, li, br, ...)")
     return None
 
 
@@ -131,7 +136,7 @@ def _snippet(text, rng, n_chars=500):
 
 
 def _language_cases(seed=0, n_random=16, extra=None):
-    test = _data.language_training_texts("test")
+    test = _crawl.language_training_texts("test")
     _, docs = _world_docs()
     rng = random.Random(f"lang-{seed}")
     fixed = [("The baker rises before dawn and sells fresh bread to the whole town every "
@@ -200,6 +205,7 @@ def _minhash_cases(seed=0, n_random=None, extra=None):
     cases.append((texts[0], 128, 5, seed))            # the same input twice: the same result
     cases += [(t, 128, 5, seed + 1) for t in texts[:3]]  # another seed: another signature
     cases += [(t, 96, 3, seed) for t in texts[:4]]    # other shingle size and length
+    cases.append((texts[0], 128, 3, seed))            # other shingles: another signature
     cases.append(("too short", 16, 5, seed))
     return cases + as_args(extra)
 
@@ -228,6 +234,11 @@ def _compare_signatures(cases, actuals):
         for j in range(len(cases)):
             ti, pi, ni, si = cases[i]
             tj, pj, nj, sj = cases[j]
+            if i < j and ti == tj and (pi, si) == (pj, sj) and ni != nj:
+                same = sum(x == y for x, y in zip(sigs[i], sigs[j])) / pi
+                if same > 0.5:
+                    return (f"ngram={ni} and ngram={nj} gave signatures that agree on {same:.0%} "
+                            "of positions; the shingles must be ngram words long")
             if i < j and ti == tj and (pi, ni) == (pj, nj) and si != sj:
                 same = sum(x == y for x, y in zip(sigs[i], sigs[j])) / pi
                 if same > 0.5:
@@ -291,7 +302,7 @@ def _near_dup_cases(seed=0, n_random=2, extra=None):
     return out + as_args(extra)
 
 
-def _truth_pairs(docs, threshold, margin=0.1):
+def _truth_pairs(docs, threshold, margin=0.15):
     sh = [_data.shingles(d, 5) for d in docs]
     must, must_not = set(), set()
     for i in range(len(docs)):
@@ -314,6 +325,10 @@ def _compare_pairs(args, expected, actual):
             return f"{p!r} is not a pair (i, j) of document indices"
         pairs.add((min(p), max(p)))
     docs, threshold = args
+    bad = sorted(p for p in pairs if not 0 <= p[0] < p[1] < len(docs))
+    if bad:
+        return (f"{bad[0]} is not a pair (i, j) of two different documents with "
+                f"0 <= i < j < {len(docs)}")
     must, must_not = _truth_pairs(docs, threshold)
     missed = sorted(must - pairs)
     if missed:

@@ -226,7 +226,8 @@ MORE_WRONG = {
         PII.replace('"<EMAIL>"', '"[email]"'),                    # wrong placeholder
     ],
     "near_duplicate_pairs": [
-        NEAR.replace(">= threshold", "> threshold + 0.15"),      # too strict
+        NEAR.replace("for j in range(i + 1, len(docs))",        # neighbours only
+                     "for j in range(i + 1, min(i + 2, len(docs)))"),
         NEAR.replace("{(i, j) for i", "{(i + 1, j + 1) for i"),  # counts documents from 1
     ],
     "extract_text": [
