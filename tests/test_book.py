@@ -135,27 +135,50 @@ def test_chapter_pages_are_myst_notebooks_with_one_lexer(toc):
         assert "!pip" not in text, f"{page}: no !pip cells"
 
 
+def qualified_names(tree) -> set[str]:
+    """Every function and class of a module as `:pyobject:` names them: `f`, `Class`,
+    `Class.method`."""
+    import ast
+
+    names = set()
+
+    def visit(body, prefix):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(prefix + node.name)
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(tree.body, "")
+    return names
+
+
 def test_literalincludes_point_at_real_library_code():
     """The chapter shows library code with literalinclude + pyobject: the file and the objects
     must exist, or Sphinx warns (and -W fails the build, but this says which one)."""
     import ast
 
-    page = (ROOT / "book" / "02_tokenization.md").read_text(encoding="utf-8")
-    includes = re.findall(r"```\{literalinclude\} (\S+)\n(?::[^\n]*\n)*?:pyobject: (\S+)", page)
-    assert includes, "the chapter should show library code with literalinclude"
-    for rel, obj in includes:
-        source = (ROOT / "book" / rel).resolve()
-        assert source.exists(), f"literalinclude of missing file {rel}"
-        names = {node.name for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
-                 if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-        assert obj in names, f"{rel} has no function or class {obj!r}"
+    chapters = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+    assert chapters
+    for chapter in chapters:
+        page = chapter.read_text(encoding="utf-8")
+        includes = re.findall(r"```\{literalinclude\} (\S+)\n(?::[^\n]*\n)*?:pyobject: (\S+)", page)
+        assert includes, f"{chapter.name} should show library code with literalinclude"
+        for rel, obj in includes:
+            source = (ROOT / "book" / rel).resolve()
+            assert source.exists(), f"{chapter.name}: literalinclude of missing file {rel}"
+            names = qualified_names(ast.parse(source.read_text(encoding="utf-8")))
+            assert obj in names, f"{chapter.name}: {rel} has no function or class {obj!r}"
 
 
 def test_intro_names_every_chapter_file():
     intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
-    assert "02_tokenization.md" in intro
+    # available chapters are linked by file name, the others named by path
+    available = {"01": "01_pretraining_data.md", "02": "02_tokenization.md"}
+    for page in available.values():
+        assert f"]({page})" in intro, f"the intro should link {page}"
+    assert "assignments/pretraining_data/pretraining_data.ipynb" in intro
     assert "assignments/tokenization/tokenization.ipynb" in intro
-    assert len(set(re.findall(r"book/(\d\d)_\w+\.md", intro)) | {"02"}) == 10
+    assert len(set(re.findall(r"book/(\d\d)_\w+\.md", intro)) | set(available)) == 10
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,7 +187,7 @@ def test_intro_names_every_chapter_file():
 
 
 @pytest.mark.slow
-def test_the_book_builds_and_renders_the_tokenization_chapter(tmp_path):
+def test_the_book_builds_and_renders_its_chapters(tmp_path):
     out = tmp_path / "out"
     proc = build(ROOT, out, offline=True)
     assert proc.returncode == 0, f"`jupyter-book build . {' '.join(BUILD_FLAGS)}` failed:\n{tail(proc)}"
@@ -185,13 +208,31 @@ def test_the_book_builds_and_renders_the_tokenization_chapter(tmp_path):
         image = (page.parent / src).resolve()
         assert image.exists(), f"figure {src} is missing from the build"
         assert image.read_bytes()[:8] == PNG_MAGIC, f"{src} is not a PNG"
-    assert "Fig. 1" in html, "the figure has no numbered caption"
+    # figures are numbered through the whole book (Fig. 1 may be in an earlier chapter)
+    assert re.search(r'caption-number">Fig\. \d+', html), "the figure has no numbered caption"
     # executed outputs that are claims of the chapter
     assert "identical ids: True" in html
     assert "same merges: True" in html
     # the reader exercises, with their solutions folded away
     assert html.count('class="exercise admonition"') >= 2
     assert html.count('class="solution dropdown admonition"') == html.count('class="exercise admonition"')
+    # chapter 1: the pipeline's figures (world, survival, LSH S-curve, language scores), its
+    # measured claims, and no ipywidgets output (a widget renders only with JavaScript from a CDN)
+    page1 = html_dir / "book" / "01_pretraining_data.html"
+    assert page1.exists(), "chapter 1 was not built"
+    html1 = page1.read_text(encoding="utf-8")
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html1)
+    assert len(images) >= 4, f"chapter 1 should have at least 4 figures, has {len(images)}"
+    for src in images:
+        image = (page1.parent / src).resolve()
+        assert image.exists() and image.read_bytes()[:8] == PNG_MAGIC, f"figure {src} is missing"
+    assert len(re.findall(r'caption-number">Fig\. \d+', html1)) >= 4, \
+        "chapter 1's figures should have numbered captions"
+    assert "What survives each stage" in html1
+    assert "still in the text: 0" in html1
+    assert "application/vnd.jupyter.widget" not in html1
+    assert html1.count('class="exercise admonition"') >= 1
+    assert html1.count('class="solution dropdown admonition"') == html1.count('class="exercise admonition"')
     # pages outside the toc are never built
     for excluded in ["README.html", "solutions", "assignments", "tests"]:
         assert not (html_dir / excluded).exists(), f"{excluded} should not be built"
