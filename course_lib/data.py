@@ -468,8 +468,7 @@ def near_duplicate_pairs_datasketch(docs: list[str], threshold: float = 0.8,
     hashes = []
     for i, d in enumerate(docs):
         m = MinHash(num_perm=num_perm, seed=seed)
-        for s in shingles(d, ngram):
-            m.update(" ".join(s).encode("utf-8"))
+        m.update_batch([" ".join(s).encode("utf-8") for s in sorted(shingles(d, ngram))])
         hashes.append(m)
         lsh.insert(str(i), m)
     pairs = set()
