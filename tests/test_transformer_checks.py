@@ -78,3 +78,20 @@ def test_hidden_tests_use_other_inputs():
     visible = checks.task_cases(T.TASKS["count_parameters"])
     hidden = checks.task_cases(T.TASKS["count_parameters"], seed=42, n_random=30)
     assert {repr(c) for c in hidden} - {repr(c) for c in visible}
+
+
+@pytest.mark.parametrize("name", [n for n, (task, _) in answers.WRONG.items() if task == "attention"])
+def test_a_wrong_attention_costs_only_attentions_points(name):
+    """block_forward is checked with a trusted attention bound to the student's name."""
+    ns = load({"attention": answers.WRONG[name][1]})
+    wrong = ns["attention"]
+    T.check_block_forward(ns["block_forward"])
+    assert ns["attention"] is wrong  # put back afterwards
+    with pytest.raises(AssertionError):
+        T.check_attention(wrong)
+
+
+def test_a_wrong_block_still_fails_with_a_right_attention():
+    ns = load({"block_forward": answers.WRONG["post_ln"][1]})
+    with pytest.raises(AssertionError, match="block_forward"):
+        T.check_block_forward(ns["block_forward"])

@@ -233,6 +233,29 @@ def reference_functions(module_names) -> list[types.FunctionType]:
 
 
 @contextlib.contextmanager
+def substituted(fn: Callable, substitute: dict):
+    """While active, the globals of ``fn`` named in ``substitute`` (``{name: "module:attr"}``)
+    are copies of the trusted functions; a name the student did not define is left alone.
+    Enter it *before* ``poison_references``: the copies keep the unpoisoned code, so a trusted
+    function may be a reference (which the student's own code still may not call)."""
+    g = getattr(fn, "__globals__", None)
+    saved = {}
+    try:
+        if isinstance(g, dict):
+            for name, target in (substitute or {}).items():
+                if name in g:
+                    module, attr = target.split(":")
+                    f = getattr(importlib.import_module(module), attr)
+                    saved[name] = g[name]
+                    g[name] = types.FunctionType(f.__code__, f.__globals__, f.__name__,
+                                                 f.__defaults__, f.__closure__)
+        yield
+    finally:
+        for name, value in saved.items():
+            g[name] = value
+
+
+@contextlib.contextmanager
 def poison_references(module_names):
     """While active, calling any reference function raises ``ReferenceCalled``."""
     fns = reference_functions(module_names)
@@ -286,6 +309,10 @@ class Task:
     timeout: float = 10.0
     compare_case: Callable[[tuple, Any, Any], str | None] | None = None
     compare_all: Callable[[list, list], str | None] | None = None
+    # global name -> "module:function": while this task's function runs, the student's own
+    # helper of that name is replaced by a trusted one, so that one mistake (a wrong
+    # ``attention``) does not also cost the marks of a task built on it (``block_forward``)
+    substitute: dict = field(default_factory=dict)
 
 
 def expected_data(task: Task, args: tuple):
@@ -332,7 +359,7 @@ def call_outcome(task: Task, fn: Callable, args: tuple) -> dict:
     seeds set; the result as a ``judge`` outcome."""
     seed_everything(0)
     try:
-        with poison_references(task.references):
+        with substituted(fn, task.substitute), poison_references(task.references):
             value = fn(*copy.deepcopy(args))
         return {"ok": True, "value": to_data(value)}
     except ReferenceCalled as e:

@@ -130,6 +130,7 @@ def main():
     _to_data, _seed, _poison = checks.to_data, checks.seed_everything, checks.poison_references
     _ReferenceCalled, _Unsupported = checks.ReferenceCalled, checks.UnsupportedResult
     _from_data = checks.from_data
+    _substituted = checks.substituted
     limits = plan["limits"]
     for name in plan["preload"]:
         __import__(name)
@@ -229,7 +230,7 @@ def main():
                 alarm_limit[0] = call["timeout"]
                 try:
                     signal.setitimer(signal.ITIMER_REAL, call["timeout"])
-                    with _poison(call["references"]):
+                    with _substituted(fn, call.get("substitute")), _poison(call["references"]):
                         value = fn(*args)
                     signal.setitimer(signal.ITIMER_REAL, 0)
                     result.update(ok=True, value=_to_data(value))

@@ -108,8 +108,10 @@ def sandbox_calls(source_nb) -> tuple[list, list]:
             module, task, cases = resolve(call)
             calls.append({"task": f"{cell.grade_id}:{len(calls)}", "function": call.function,
                           "cases": [[to_data(a) for a in args] for args in cases],
-                          "timeout": task.timeout, "references": list(task.references)})
-            for m in (call.module, *task.references, *getattr(module, "DEPENDS", ())):
+                          "timeout": task.timeout, "references": list(task.references),
+                          "substitute": dict(task.substitute)})
+            trusted = [t.split(":")[0] for t in task.substitute.values()]
+            for m in (call.module, *task.references, *getattr(module, "DEPENDS", ()), *trusted):
                 if m not in modules:
                     modules.append(m)
     return calls, modules
