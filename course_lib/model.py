@@ -105,6 +105,8 @@ class CausalSelfAttention(nn.Module):
             y, w = attention(q, k, v, causal=True, return_weights=True)
             if self.keep_weights:
                 self.last_weights = w.detach()
+            if self.training and self.dropout > 0:  # as SDPA's dropout_p does
+                y = F.dropout(w, self.dropout) @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)        # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
@@ -224,13 +226,15 @@ class GPT(nn.Module):
 
     def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """The attention weights of every layer for ``idx``: a list of ``(B, H, T, T)``."""
+        saved = [(b.attn.use_sdpa, b.attn.keep_weights) for b in self.transformer.h]
         self.set_attention(use_sdpa=False, keep_weights=True)
         try:
             with torch.no_grad():
                 self(idx)
             return [b.attn.last_weights for b in self.transformer.h]
         finally:
-            self.set_attention(use_sdpa=True, keep_weights=False)
+            for b, (use_sdpa, keep) in zip(self.transformer.h, saved):
+                b.attn.use_sdpa, b.attn.keep_weights = use_sdpa, keep
 
 
 def count_parameters(n_layer: int, n_head: int, d_model: int, vocab_size: int, block_size: int,
@@ -254,8 +258,9 @@ def count_parameters(n_layer: int, n_head: int, d_model: int, vocab_size: int, b
 
 def flops_per_token(n_params: int, n_layer: int, d_model: int, seq_len: int) -> float:
     """Training FLOPs per token: 6 per parameter (forward 2, backward 4) plus attention's
-    ``6 * n_layer * seq_len * d_model`` (the PaLM paper's estimate, used by nanoGPT)."""
-    return 6 * n_params + 6 * n_layer * seq_len * d_model
+    ``12 * n_layer * seq_len * d_model`` (scores and weighted values, forward and backward: the
+    PaLM paper's appendix B estimate, used by nanoGPT's ``estimate_mfu``)."""
+    return 6 * n_params + 12 * n_layer * seq_len * d_model
 
 
 # Hugging Face's GPT-2 stores these as Conv1D, whose weight is the transpose of nn.Linear's.
