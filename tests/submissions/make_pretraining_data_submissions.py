@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -55,7 +54,7 @@ CALLS_REFERENCE_EXTRACT = "from course_lib.data import extract_text"
 
 
 def release_nb():
-    return nbformat.read(ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    return base.release_nb(ASSIGNMENT)
 
 
 def fill(answer_sources=None, written=WRITTEN):
@@ -80,15 +79,7 @@ def cases() -> dict:
 
 
 def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
-    for name, nb in cases().items():
-        nbformat.write(nb, OUT / f"{name}.ipynb")
-    not_nbs = base.not_notebooks()
-    for name in ("invalid_json.ipynb", "empty.ipynb"):
-        (OUT / name).write_bytes(not_nbs[name])
-    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT}")
+    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
 
 
 if __name__ == "__main__":

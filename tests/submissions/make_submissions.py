@@ -163,8 +163,9 @@ WRITTEN = ("The model sees three token ids, not ten letters, so the count of r's
            "input; spelling the word with spaces makes each letter a token.")
 
 
-def release_nb():
-    return nbformat.read(ROOT / "assignments" / "tokenization" / "tokenization.ipynb", 4)
+def release_nb(assignment="tokenization"):
+    """The released (student) notebook of an assignment, as a student downloads it."""
+    return nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", 4)
 
 
 def gid(cell):
@@ -320,15 +321,23 @@ def not_notebooks() -> dict:
             "empty.ipynb": b"", "notes.txt": "my answers are in my head\n".encode()}
 
 
-def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
+def write_folder(out: Path, notebooks: dict, extra_files=("invalid_json.ipynb", "a_pdf.ipynb",
+                                                           "empty.ipynb", "notes.txt")) -> None:
+    """Replace ``out``'s files with ``notebooks`` ({name: notebook}) and the named files of
+    ``not_notebooks()``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
         old.unlink()
-    for name, nb in cases().items():
-        nbformat.write(nb, OUT / f"{name}.ipynb")
-    for name, data in not_notebooks().items():
-        (OUT / name).write_bytes(data)
-    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT}")
+    for name, nb in notebooks.items():
+        nbformat.write(nb, out / f"{name}.ipynb")
+    not_nbs = not_notebooks()
+    for name in extra_files:
+        (out / name).write_bytes(not_nbs[name])
+    print(f"wrote {len(list(out.iterdir()))} files to {out}")
+
+
+def main():
+    write_folder(OUT, cases())
 
 
 if __name__ == "__main__":

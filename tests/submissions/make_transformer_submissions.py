@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import nbformat
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -56,7 +55,7 @@ CALLS_REFERENCE_ATTENTION = "from course_lib.model import attention"
 
 
 def release_nb():
-    return nbformat.read(ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    return base.release_nb(ASSIGNMENT)
 
 
 def fill(answer_sources=None, written=WRITTEN):
@@ -81,15 +80,7 @@ def cases() -> dict:
 
 
 def main():
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
-    for name, nb in cases().items():
-        nbformat.write(nb, OUT / f"{name}.ipynb")
-    not_nbs = base.not_notebooks()
-    for name in ("invalid_json.ipynb", "empty.ipynb"):
-        (OUT / name).write_bytes(not_nbs[name])
-    print(f"wrote {len(list(OUT.iterdir()))} files to {OUT}")
+    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
 
 
 if __name__ == "__main__":
