@@ -290,7 +290,11 @@ def merge(ids, pair, idx):
     c["memory_blowup"] = insert_after(fill(CORRECT), "get_stats", """def hog():
     held = []
     while True:
-        held.append(bytearray(2**30))  # 1 GiB at a time
+        # 1 GiB at a time; bytes(n) is calloc'd, so the address-space limit is
+        # hit within milliseconds rather than after seconds of zeroing pages,
+        # which on a loaded machine could outlast the cell's time limit and make
+        # the outcome (MemoryError or timeout) depend on the load
+        held.append(bytes(2**30))
 
 hog()""")
     c["background_process"] = insert_after(fill(CORRECT), "get_stats",
