@@ -18,7 +18,10 @@ corpus and nudging every parameter so that the true next token becomes a little 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +127,515 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
 
 # Dense bf16 peaks (no sparsity), from the vendors' data sheets
 PEAK_FLOPS = {"H100 SXM": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+# ----------------------------------------------------------------------------------------------
+# The training run: configuration, data, optimizer, loop, checkpoints
+# ----------------------------------------------------------------------------------------------
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; ``configs/<name>.toml`` holds one per model size."""
+
+    # the model
+    n_layer: int = 4
+    n_head: int = 6
+    n_embd: int = 192
+    block_size: int = 256
+    vocab_size: int = 4096
+    dropout: float = 0.0
+    bias: bool = True
+    # the data: token shards (``prepare_course_data`` or ``prepare_fineweb`` writes them)
+    data_dir: str = "runs/data/course"
+    # the optimization; one step sees batch_size x grad_accum_steps x world_size windows
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    max_steps: int = 2000
+    max_lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # what the run reports and keeps
+    eval_every: int = 250
+    eval_batches: int = 8
+    sample_every: int = 500
+    sample_prompt: str = "The"
+    sample_tokens: int = 48
+    checkpoint_every: int = 500
+    out_dir: str = "runs/base"
+    seed: int = 1337
+    # the machine: "auto" picks cuda when there is one; dtype "auto" is bf16 on a GPU
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    threads: int = 0  # CPU threads for torch (0: leave torch's default)
+
+    def model_config(self):
+        from course_lib.model import GPTConfig
+
+        return GPTConfig(block_size=self.block_size, vocab_size=self.vocab_size,
+                         n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+                         dropout=self.dropout, bias=self.bias)
+
+    def tokens_per_step(self, world_size: int = 1) -> int:
+        return self.batch_size * self.block_size * self.grad_accum_steps * world_size
+
+
+def load_config(name_or_path: str | Path = "course", **overrides) -> TrainConfig:
+    """Read a config file (a name such as ``"course"`` means ``course_lib/configs/course.toml``);
+    keyword arguments override its values. Unknown keys are an error, not silently ignored."""
+    import tomllib
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+        raise FileNotFoundError(f"no config {str(name_or_path)!r}: give a .toml path or one of {known}")
+    values = tomllib.loads(path.read_text(encoding="utf-8"))
+    values.update(overrides)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{path.name}: unknown setting(s) {unknown}; the settings are "
+                         f"{sorted(fields)}")
+    return TrainConfig(**values)
+
+
+def configure_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str = "cpu"):
+    """AdamW with two groups, as GPT-2/nanoGPT: matrices (embeddings, linear weights) decay,
+    biases and LayerNorm gains do not (shrinking them toward 0 only hurts)."""
+    params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.max_lr, betas=(cfg.beta1, cfg.beta2),
+                             fused=device_type == "cuda")
+
+
+@dataclass
+class Distributed:
+    """Who this process is in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        import os
+
+        if "RANK" not in os.environ:
+            return cls()
+        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _resolve_device(cfg: TrainConfig, dist: Distributed) -> tuple[str, torch.dtype]:
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device = 'cuda' but torch sees no GPU; use device = 'cpu'")
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+             "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype)
+    if dtype is None:
+        raise ValueError(f"dtype must be 'auto', 'bfloat16' or 'float32', got {cfg.dtype!r}")
+    return device, dtype
+
+
+def device_peak_flops(device: str) -> float | None:
+    """The dense bf16 peak of the GPU this runs on, when it is one we know."""
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in (("H200", PEAK_FLOPS["H200"]), ("H100", PEAK_FLOPS["H100 SXM"]),
+                      ("A100", PEAK_FLOPS["A100"])):
+        if key in name:
+            return peak
+    return None
+
+
+@torch.no_grad()
+def sample_text(model, tokenizer, prompt: str, max_new_tokens: int = 48, temperature: float = 0.8,
+                top_k: int | None = 40, seed: int = 0, device: str = "cpu") -> str:
+    """A continuation of ``prompt``, one sampled token at a time (chapter 5 does this properly,
+    with a KV cache); with ``temperature=0`` the most likely token each time."""
+    was_training = model.training
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.tensor([tokenizer.encode(prompt, allowed_special="all")], device=device)
+    block = model.config.block_size
+    # rows of the embedding that are no token of this tokenizer (padding, reserved ids)
+    known = getattr(tokenizer, "vocab", None) or range(tokenizer.n_vocab)
+    unknown = torch.ones(model.config.vocab_size, dtype=torch.bool, device=device)
+    unknown[[i for i in known if i < model.config.vocab_size]] = False
+    for _ in range(max_new_tokens):
+        logits, _ = model(ids[:, -block:])
+        logits = logits[:, -1, :].float().masked_fill(unknown, float("-inf"))
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)
+        ids = torch.cat([ids, nxt], dim=1)
+    model.train(was_training)
+    return tokenizer.decode(ids[0].tolist())
+
+
+def save_checkpoint(path: str | Path, model, optimizer, step: int, generator: torch.Generator,
+                    cfg: TrainConfig, history: list) -> Path:
+    """Everything that resuming needs to continue exactly as if the run had not stopped:
+    weights, optimizer moments, the step, the data generator's state and the log so far.
+    Written to a temporary file first, so a crash mid-write leaves the old checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+    state = {"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "generator": generator.get_state(), "config": dataclasses.asdict(cfg),
+             "history": history}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def export_model(model, path: str | Path, meta: dict | None = None) -> Path:
+    """The weights alone (float32) with the model's shape, for inference: what ships."""
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().float().cpu().contiguous() for k, v in raw.state_dict().items()
+               if k != "lm_head.weight"}  # tied to transformer.wte.weight
+    torch.save({"config": dataclasses.asdict(raw.config), "model": weights,
+                "meta": meta or {}}, path)
+    return path
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """A ``GPT`` from ``export_model``'s file or a training checkpoint (``weights_only``: a
+    checkpoint file cannot run code when loaded)."""
+    from course_lib.model import GPT, GPTConfig
+
+    state = torch.load(path, map_location=device, weights_only=True)
+    cfg = state["config"]
+    if "data_dir" in cfg:  # a training checkpoint holds the TrainConfig
+        cfg = dataclasses.asdict(TrainConfig(**cfg).model_config())
+    model = GPT(GPTConfig(**cfg)).to(device)
+    weights = dict(state["model"])
+    weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
+    model.load_state_dict(weights)
+    model.eval()
+    return model
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list          # one dict per logged step: step, loss, lr, tokens, seconds, ...
+    samples: list          # (step, text)
+    tokens_per_s: float
+    seconds: float
+    out_dir: Path
+
+
+def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None, log=print) -> TrainResult:
+    """Train a GPT on the token shards in ``cfg.data_dir`` (``train.bin``, ``val.bin``).
+
+    One step: for each of ``grad_accum_steps`` micro-batches, forward under autocast (bf16 on a
+    GPU), backward of the loss divided by their number; clip the gradient norm; set the learning
+    rate ``lr_at(step)``; AdamW step. Under ``torchrun`` every process takes its own rows of the
+    same global batch and DDP averages the gradients. ``resume`` continues from
+    ``out_dir/ckpt.pt``; ``stop_after`` ends the run early after that many steps (to show that
+    resuming gives the same curve). Rank 0 logs, samples, saves and plots."""
+    import contextlib
+    import time
+
+    from tqdm.auto import tqdm
+
+    from course_lib.model import GPT, flops_per_token
+
+    dist = Distributed.from_env()
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    device, dtype = _resolve_device(cfg, dist)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device_type == "cuda":  # TF32 matmuls for whatever is not under bf16 autocast
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    out_dir = Path(cfg.out_dir)
+    data_dir = Path(cfg.data_dir)
+    for split in ("train", "val"):
+        if not (data_dir / f"{split}.bin").exists():
+            raise FileNotFoundError(
+                f"{data_dir / (split + '.bin')} does not exist: write the shards first with "
+                "`python -m course_lib.train prepare` (the course corpus) or "
+                "`prepare --fineweb FILES` (FineWeb parquet)")
+    train_data = TokenShards(data_dir / "train.bin", cfg.block_size, cfg.batch_size, cfg.vocab_size)
+    val_data = TokenShards(data_dir / "val.bin", cfg.block_size, cfg.batch_size, cfg.vocab_size)
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config()).to(device)
+    optimizer = configure_optimizer(model, cfg, device_type)
+    generator = torch.Generator().manual_seed(cfg.seed)  # draws the batches: same on every rank
+    start, history, samples = 0, [], []
+    ckpt_path = out_dir / "ckpt.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"resume: no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start, history = state["step"], state["history"]
+    n_params = model.num_parameters()
+    fpt = flops_per_token(n_params, cfg.n_layer, cfg.n_embd, cfg.block_size)
+    peak = device_peak_flops(device)
+    if cfg.compile:
+        model = torch.compile(model)
+    if dist.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if device_type == "cuda" else None)
+    raw = getattr(model, "module", model)
+    raw = getattr(raw, "_orig_mod", raw)
+
+    def autocast():
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device_type, dtype=dtype)
+
+    @torch.no_grad()
+    def evaluate():
+        model.eval()
+        g = torch.Generator().manual_seed(cfg.seed + 1)  # the same val windows every time
+        total = 0.0
+        for _ in range(cfg.eval_batches):
+            x, y = val_data.batch(g, dist.rank, dist.world_size)
+            with autocast():
+                _, loss = raw(x.to(device), y.to(device))
+            total += loss.item()
+        model.train()
+        value = torch.tensor(total / cfg.eval_batches)
+        if dist.world_size > 1:
+            torch.distributed.all_reduce(value)
+            value /= dist.world_size
+        return value.item()
+
+    def sample(step):
+        if tokenizer is not None and dist.is_main:
+            text = sample_text(raw, tokenizer, cfg.sample_prompt, cfg.sample_tokens, device=device)
+            samples.append((step, text))
+            log(f"step {step} sample: {text!r}")
+
+    end = cfg.max_steps if stop_after is None else min(cfg.max_steps, start + stop_after)
+    tokens_step = cfg.tokens_per_step(dist.world_size)
+    bar = tqdm(range(start, end), initial=start, total=cfg.max_steps, desc="training",
+               disable=not (progress and dist.is_main), unit="step")
+    model.train()
+    if start == 0:
+        sample(0)
+    t_start = time.perf_counter()
+    t_last, tok_s = t_start, 0.0
+    for step in bar:
+        lr = lr_at(step, cfg.max_lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(cfg.grad_accum_steps):
+            x, y = train_data.batch(generator, dist.rank, dist.world_size)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            last = micro == cfg.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or dist.world_size == 1 else model.no_sync()
+            with sync:
+                with autocast():
+                    _, loss = model(x, y)
+                (loss / cfg.grad_accum_steps).backward()
+            loss_sum += loss.detach()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        loss_value = loss_sum / cfg.grad_accum_steps
+        if dist.world_size > 1:
+            torch.distributed.all_reduce(loss_value)
+            loss_value /= dist.world_size
+        loss_value = loss_value.item()  # waits for the GPU: the step is done
+        now = time.perf_counter()
+        tok_s = tokens_step / max(now - t_last, 1e-9)
+        t_last = now
+        row = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": float(norm),
+               "tokens": (step + 1) * tokens_step, "tokens_per_s": tok_s,
+               "seconds": now - t_start}
+        if peak:
+            row["mfu"] = mfu(tok_s, fpt, peak)
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+            row["val_loss"] = evaluate()
+        history.append(row)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", lr=f"{lr:.1e}")
+        if cfg.sample_every and (step + 1) % cfg.sample_every == 0:
+            sample(step + 1)
+        if dist.is_main and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
+                             or step + 1 == end):
+            save_checkpoint(ckpt_path, model, optimizer, step + 1, generator, cfg, history)
+    bar.close()
+    seconds = time.perf_counter() - t_start
+    run_tokens = (end - start) * tokens_step
+    if dist.is_main:
+        plot_loss(history, out_dir / "loss.png")
+        (out_dir / "history.json").write_text(json.dumps(history))
+    return TrainResult(raw, history, samples, run_tokens / max(seconds, 1e-9), seconds, out_dir)
+
+
+def plot_loss(history: list, path: str | Path | None = None, ax=None):
+    """Training loss per step (and validation loss where measured), log-scaled steps."""
+    if ax is None and path:  # a file only: no pyplot, so nothing is shown or left open
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+    elif ax is None:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    steps = [r["step"] for r in history]
+    ax.plot(steps, [r["loss"] for r in history], lw=0.8, alpha=0.7, label="train loss")
+    val = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val), "o-", color="C3", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def parse_overrides(items) -> dict:
+    """``["max_steps=100", "compile=true"]`` -> typed values for ``load_config``."""
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. max_steps=100")
+        if key not in fields:
+            raise ValueError(f"unknown setting {key!r}; the settings are {sorted(fields)}")
+        kind = fields[key]
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = {"int": int, "float": float}.get(kind, str)(value)
+    return out
+
+
+def _main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m course_lib.train",
+        description="Pretrain a GPT. `prepare` writes token shards first; `torchrun "
+                    "--nproc_per_node N -m course_lib.train ...` trains with DDP.")
+    sub = p.add_subparsers(dest="command")
+    prep = sub.add_parser("prepare", help="tokenize a corpus into train.bin / val.bin")
+    prep.add_argument("--out", default="runs/data/course")
+    prep.add_argument("--fineweb", nargs="*", metavar="PARQUET",
+                      help="FineWeb parquet files (GPT-2's tokenizer) instead of the course "
+                           "corpus (the course tokenizer)")
+    prep.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--config", default="course",
+                   help=f"a config name {sorted(x.stem for x in CONFIG_DIR.glob('*.toml'))} "
+                        "or a .toml path")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override settings, e.g. --set max_steps=100 device=cpu")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/ckpt.pt")
+    p.add_argument("--export", default=None, help="also write the weights alone to this file")
+    args = p.parse_args(argv)
+    if args.command == "prepare":
+        if args.fineweb is not None:
+            meta = prepare_fineweb(args.fineweb or None, args.out, args.max_docs)
+        else:
+            from course_lib.pipeline import course_tokenizer, prepare_course_data
+
+            meta = prepare_course_data(course_tokenizer(), args.out)
+        print(json.dumps(meta, indent=1))
+        return
+    cfg = load_config(args.config, **parse_overrides(args.set))
+    tokenizer = None
+    if cfg.vocab_size == 4096:
+        from course_lib.pipeline import course_tokenizer
+
+        tokenizer = course_tokenizer()
+    elif cfg.vocab_size >= 50257:
+        import tiktoken
+
+        try:
+            tokenizer = tiktoken.get_encoding("gpt2")
+        except Exception:  # offline without a cache: no samples, training goes on
+            tokenizer = None
+    result = train(cfg, tokenizer, resume=args.resume)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if Distributed.from_env().is_main:
+        last = result.history[-1]
+        print(f"done: {len(result.history)} steps, loss {last['loss']:.3f}, "
+              f"{result.tokens_per_s:,.0f} tokens/s; loss curve in {result.out_dir / 'loss.png'}")
+        if args.export:
+            print(f"weights in {export_model(result.model, args.export)}")
+
+
+def prepare_fineweb(data_files, out_dir: str | Path, max_docs: int | None = None,
+                    val_share: float = 0.005) -> dict:
+    """FineWeb documents (the real streaming loader, or local parquet files of its schema)
+    tokenized with GPT-2's tokenizer into uint16 shards, as llm.c and nanoGPT prepare it."""
+    import tiktoken
+    from tqdm.auto import tqdm
+
+    from course_lib.data import load_fineweb
+
+    enc = tiktoken.get_encoding("gpt2")  # from tiktoken's cache; downloads once when online
+    eot = enc.eot_token
+    out_dir = Path(out_dir)
+    parts = {"train": [], "val": []}
+    for i, row in enumerate(tqdm(load_fineweb(data_files), desc="tokenizing", unit="doc")):
+        if max_docs is not None and i >= max_docs:
+            break
+        split = "val" if i % round(1 / val_share) == 0 else "train"
+        parts[split].extend(enc.encode_ordinary(row["text"]) + [eot])
+    meta = {"vocab_size": enc.n_vocab}
+    for split, ids in parts.items():
+        write_shard(np.array(ids, dtype=np.int64), out_dir / f"{split}.bin", enc.n_vocab)
+        meta[f"{split}_tokens"] = len(ids)
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+if __name__ == "__main__":
+    _main()

@@ -91,3 +91,129 @@ def test_mfu():
     assert math.isclose(T.mfu(1.0, 2.0, 4.0), 0.5)
     with pytest.raises(ValueError):
         T.mfu(1.0, 1.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training run
+# ---------------------------------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _shards(tmp_path, n=20_000, vocab=64, seed=0):
+    """Token shards with learnable structure: runs of counting up, restarted at random."""
+    rng = np.random.default_rng(seed)
+    ids, x = [], 0
+    for _ in range(n):
+        x = int(rng.integers(vocab)) if rng.random() < 0.1 else (x + 1) % vocab
+        ids.append(x)
+    for split in ("train", "val"):
+        T.write_shard(ids, tmp_path / "data" / f"{split}.bin", vocab)
+    return tmp_path / "data"
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(data_dir=str(_shards(tmp_path)), out_dir=str(tmp_path / "out"), vocab_size=64,
+                n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=8, max_steps=12,
+                warmup_steps=3, eval_every=6, eval_batches=2, sample_every=0,
+                checkpoint_every=0, threads=1)
+    return T.load_config("tiny", **(base | kw))
+
+
+def test_configs_load_and_bad_settings_are_named():
+    for name in ("course", "tiny", "gpt2_124m"):
+        cfg = T.load_config(name)
+        cfg.model_config()  # a valid model shape
+    assert T.load_config("gpt2_124m").tokens_per_step(world_size=8) == 524_288
+    with pytest.raises(ValueError, match="unknown setting.*max_step"):
+        T.load_config("tiny", max_step=5)
+    with pytest.raises(FileNotFoundError, match="course"):
+        T.load_config("nope")
+    assert T.parse_overrides(["max_steps=7", "compile=true", "max_lr=1e-3", "device=cpu"]) == {
+        "max_steps": 7, "compile": True, "max_lr": 1e-3, "device": "cpu"}
+    with pytest.raises(ValueError, match="key=value"):
+        T.parse_overrides(["max_steps"])
+
+
+def test_missing_shards_say_how_to_make_them(tmp_path):
+    cfg = T.load_config("tiny", data_dir=str(tmp_path / "none"), out_dir=str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        T.train(cfg, progress=False)
+
+
+def test_training_lowers_the_loss_and_writes_its_plot(tmp_path):
+    res = T.train(_cfg(tmp_path, max_steps=60, max_lr=1e-2), progress=False)
+    losses = [r["loss"] for r in res.history]
+    assert len(losses) == 60 and losses[-1] < losses[0] - 1.0
+    assert "val_loss" in res.history[-1] and res.history[-1]["val_loss"] < 3.0
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "ckpt.pt").exists()
+
+
+def test_resuming_gives_the_same_loss_curve_as_not_stopping(tmp_path):
+    straight = T.train(_cfg(tmp_path / "a"), progress=False).history
+    cfg = _cfg(tmp_path / "b")
+    first = T.train(cfg, progress=False, stop_after=5).history
+    assert len(first) == 5
+    resumed = T.train(cfg, progress=False, resume=True).history
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    for a, b in zip(straight, resumed):
+        assert a["loss"] == b["loss"] and a["lr"] == b["lr"], a["step"]
+        assert a.get("val_loss") == b.get("val_loss")
+
+
+def test_exported_weights_load_into_the_same_model(tmp_path):
+    res = T.train(_cfg(tmp_path, max_steps=3), progress=False)
+    path = T.export_model(res.model, tmp_path / "m.pt", meta={"note": 1})
+    again = T.load_model(path)
+    from_ckpt = T.load_model(tmp_path / "out" / "ckpt.pt")
+    x = torch.randint(0, 64, (2, 16))
+    res.model.eval()
+    with torch.no_grad():
+        want = res.model(x)[0]
+        assert torch.equal(again(x)[0], want) and torch.equal(from_ckpt(x)[0], want)
+    assert again.lm_head.weight is again.transformer.wte.weight  # still tied
+
+
+def test_weight_decay_skips_biases_and_layernorm():
+    cfg = T.load_config("tiny")
+    model = M.GPT(cfg.model_config())
+    opt = T.configure_optimizer(model, cfg)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == model.num_parameters()  # the tied matrix once
+
+
+@pytest.mark.slow
+def test_two_processes_with_ddp_match_one_process_with_the_same_global_batch(tmp_path):
+    """Real torch.distributed: torchrun starts 2 processes (gloo, CPU), each with half the batch;
+    DDP averages their gradients, so every step equals one process with the whole batch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = _shards(tmp_path)
+    common = [f"data_dir={data}", "vocab_size=64", "n_layer=2", "n_head=2", "n_embd=32",
+              "block_size=16", "max_steps=8", "warmup_steps=2", "eval_every=4", "eval_batches=2",
+              "sample_every=0", "checkpoint_every=0", "threads=1", "device=cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "course_lib.train", "--config", "tiny", "--set",
+                             *common, "batch_size=8", f"out_dir={tmp_path / 'one'}"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "course_lib.train", "--config", "tiny",
+                          "--set", *common, "batch_size=4", f"out_dir={tmp_path / 'two'}"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "history.json").read_text())
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert len(one) == len(two) == 8
+    for a, b in zip(one, two):
+        assert b["tokens"] == a["tokens"]  # the same global batch
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), a["step"]
+        assert b.get("val_loss", 0) == pytest.approx(a.get("val_loss", 0), rel=1e-5)
+    assert one[-1]["loss"] < one[0]["loss"]
