@@ -242,6 +242,7 @@ class Chain:
     threads: int = 0
     config: str = "course"
     overrides: dict = field(default_factory=dict)
+    progress: bool = True
     world: object = None
     records: list = None
     corpus: object = None
@@ -301,13 +302,13 @@ def stage_base_model(ch: Chain):
 
     overrides = {"data_dir": str(ch.out / "data"), "out_dir": str(ch.out / "base")}
     if ch.quick:
-        overrides |= {"max_steps": 120, "warmup_steps": 10, "eval_every": 40, "sample_every": 60,
+        overrides |= {"max_steps": 300, "warmup_steps": 20, "eval_every": 100, "sample_every": 100,
                       "checkpoint_every": 0, "n_layer": 2, "n_embd": 64, "n_head": 2,
                       "block_size": 64, "batch_size": 8}
     if ch.threads:
         overrides["threads"] = ch.threads
     cfg = load_config(ch.config, **(overrides | ch.overrides))
-    res = train(cfg, ch.tokenizer, progress=True, log=lambda *a: None)
+    res = train(cfg, ch.tokenizer, progress=ch.progress, log=lambda *a: None)
     ch.model = res.model
     n = ch.model.num_parameters()
     fpt = flops_per_token(n, cfg.n_layer, cfg.n_embd, cfg.block_size)
@@ -360,7 +361,7 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
     names = [n for n, _ in STAGES]
     if start not in names:
         raise ValueError(f"unknown stage {start!r}; the stages are {names}")
-    ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}))
+    ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}), progress)
     ch.out.mkdir(parents=True, exist_ok=True)
     for name, fn in STAGES[names.index(start):]:
         if progress:
