@@ -446,7 +446,8 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
 
     def sample(step):
         if tokenizer is not None and dist.is_main:
-            text = sample_text(raw, tokenizer, cfg.sample_prompt, cfg.sample_tokens, device=device)
+            text = sample_text(raw, tokenizer, cfg.sample_prompt, cfg.sample_tokens,
+                               seed=step, device=device)  # a new draw each time
             samples.append((step, text))
             log(f"step {step} sample: {text!r}")
 
