@@ -235,3 +235,23 @@ def test_fineweb_shards_from_a_local_parquet_of_its_schema(tmp_path):
     assert text and "<|endoftext|>" not in text.split("<|endoftext|>")[0]
     with pytest.raises(ValueError, match="encoding"):
         T.fineweb_encoding("gpt3")
+
+
+def test_bf16_autocast_path_runs_and_stays_close_to_float32(tmp_path):
+    """The GPU path's mixed precision, exercised on the CPU (which also has bf16 autocast)."""
+    fp32 = T.train(_cfg(tmp_path / "a", max_steps=6), progress=False).history
+    bf16 = T.train(_cfg(tmp_path / "b", max_steps=6, dtype="bfloat16"), progress=False).history
+    a, b = [r["loss"] for r in fp32], [r["loss"] for r in bf16]
+    assert a != b  # autocast really ran in bf16
+    assert max(abs(x - y) for x, y in zip(a, b)) < 0.05
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tmp_path):
+    """torch.compile (the GPU path's second speed-up) on the CPU: same losses, to float noise."""
+    eager = T.train(_cfg(tmp_path / "a", max_steps=4), progress=False).history
+    compiled = T.train(_cfg(tmp_path / "b", max_steps=4, compile=True), progress=False)
+    for x, y in zip(eager, compiled.history):
+        assert y["loss"] == pytest.approx(x["loss"], abs=1e-4)
+    T.export_model(compiled.model, tmp_path / "m.pt")  # the compiled wrapper is unwrapped
+    assert "transformer.wte.weight" in torch.load(tmp_path / "m.pt", weights_only=True)["model"]
