@@ -358,7 +358,7 @@ class TrainResult:
     out_dir: Path
 
 
-def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool = True,
+def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool | str = True,
           stop_after: int | None = None, log=print) -> TrainResult:
     """Train a GPT on the token shards in ``cfg.data_dir`` (``train.bin``, ``val.bin``).
 
@@ -367,11 +367,21 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
     rate ``lr_at(step)``; AdamW step. Under ``torchrun`` every process takes its own rows of the
     same global batch and DDP averages the gradients. ``resume`` continues from
     ``out_dir/ckpt.pt``; ``stop_after`` ends the run early after that many steps (to show that
-    resuming gives the same curve). Rank 0 logs, samples, saves and plots."""
+    resuming gives the same curve). Rank 0 logs, samples, saves and plots. ``progress``: a tqdm
+    bar (a widget in Jupyter), ``"text"`` for a text bar on stdout redrawn every few seconds
+    (what a built page or a log file can show), ``False`` for none."""
     import contextlib
     import time
 
-    from tqdm.auto import tqdm
+    if progress == "text":
+        import sys
+
+        from tqdm.std import tqdm as _tqdm
+
+        def tqdm(*args, **kw):
+            return _tqdm(*args, file=sys.stdout, mininterval=5, ncols=100, **kw)
+    else:
+        from tqdm.auto import tqdm
 
     from course_lib.model import GPT, flops_per_token
 
@@ -494,7 +504,8 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
             row["val_loss"] = evaluate()
         history.append(row)
-        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", lr=f"{lr:.1e}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", lr=f"{lr:.1e}",
+                        refresh=False)  # redrawn at tqdm's own pace, not every step
         if cfg.sample_every and (step + 1) % cfg.sample_every == 0:
             sample(step + 1)
         if dist.is_main and ((cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
@@ -510,7 +521,7 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
 
 
 def plot_loss(history: list, path: str | Path | None = None, ax=None):
-    """Training loss per step (and validation loss where measured), log-scaled steps."""
+    """Training loss per step, and the validation loss where it was measured."""
     if ax is None and path:  # a file only: no pyplot, so nothing is shown or left open
         from matplotlib.figure import Figure
 
