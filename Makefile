@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[book,test,scale]'
 	touch $(STAMP)
 
-# jupyter-cache keys executed notebooks on their code only: when course_lib changes, the
-# cached outputs are stale, so the cache is dropped and the pages run again.
-_build/.course_lib.stamp: $(shell find course_lib -name '*.py' 2>/dev/null)
+# jupyter-cache keys executed notebooks on their code only: when course_lib changes (its code,
+# configs or shipped assets such as the base model), the cached outputs are stale, so the cache
+# is dropped and the pages run again.
+_build/.course_lib.stamp: $(shell find course_lib -type f -not -path '*/__pycache__/*' 2>/dev/null)
 	rm -rf _build/.jupyter_cache
 	mkdir -p _build && touch $@
 
