@@ -62,20 +62,59 @@ GPT3_175B = GPTConfig(block_size=2048, vocab_size=50257, n_layer=96, n_head=96, 
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True,
-              return_weights: bool = False):
+              return_weights: bool = False, mask: torch.Tensor | None = None):
     """``softmax(q k^T / sqrt(d) + mask) v`` for ``(B, H, T, D)`` queries, keys and values,
     written out. With ``causal`` a position attends only to itself and earlier positions.
+    ``mask`` (broadcastable to ``(B, H, T_q, T_k)``, True = may attend) replaces the causal
+    mask when given (``attention_mask`` builds one for a KV cache and padding).
     Returns ``(B, H, T, D)`` (and the ``(B, H, T, T)`` weights when asked)."""
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)           # (B, H, T, T)
-    if causal:
+    if mask is None and causal:
         t_q, t_k = q.size(-2), k.size(-2)
         # query i sits at position t_k - t_q + i (a KV cache makes t_k longer than t_q)
         mask = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril(t_k - t_q)
+    if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = F.softmax(scores, dim=-1)
     out = weights @ v
     return (out, weights) if return_weights else out
+
+
+def attention_mask(t_q: int, key_mask: torch.Tensor) -> torch.Tensor:
+    """The ``(B, 1, t_q, T_k)`` mask of ``t_q`` new queries that come after ``T_k - t_q`` cached
+    tokens: causal, and no query reads a padding key (``key_mask`` ``(B, T_k)``, False = padding).
+    Every query may read itself, so a padding query's row is never empty (its output is unused)."""
+    t_k = key_mask.size(1)
+    causal = torch.ones(t_q, t_k, dtype=torch.bool, device=key_mask.device).tril(t_k - t_q)
+    itself = torch.zeros_like(causal)
+    itself[torch.arange(t_q), torch.arange(t_k - t_q, t_k)] = True
+    return (causal & key_mask[:, None, None, :]) | itself
+
+
+class KVCache:
+    """What a GPT has computed for the tokens it has already read: each layer's keys and values
+    ``(B, H, T_seen, D)``, and which of those tokens are padding. Generating with it, each new
+    token costs one position's work instead of the whole window's (chapter 5)."""
+
+    def __init__(self, n_layer: int):
+        self.layers: list = [None] * n_layer
+        self.key_mask: torch.Tensor | None = None  # (B, T_seen), False for padding
+
+    @property
+    def length(self) -> int:
+        return 0 if self.layers[0] is None else self.layers[0][0].size(2)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Append this step's keys and values; return all of them."""
+        if self.layers[layer] is not None:
+            k = torch.cat([self.layers[layer][0], k], dim=2)
+            v = torch.cat([self.layers[layer][1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for kv in self.layers if kv for t in kv)
 
 
 class CausalSelfAttention(nn.Module):
@@ -92,17 +131,24 @@ class CausalSelfAttention(nn.Module):
         self.use_sdpa = True  # False: the explicit attention (for teaching and heat maps)
         self.last_weights = None  # (B, H, T, T), kept when ``keep_weights`` is set
         self.keep_weights = False
+        self.layer = 0  # this block's index, for the KV cache (set by GPT)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, H, T, D): each head sees its own slice of the channels
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:  # earlier tokens' keys and values, then this step's
+            k, v = cache.update(self.layer, k, v)
         if self.use_sdpa and not self.keep_weights:
+            # without a mask: causal when queries and keys are the same tokens; a single new
+            # token after cached ones may read them all
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+                q, k, v, attn_mask=mask, is_causal=mask is None and k.size(2) == T,
+                dropout_p=self.dropout if self.training else 0.0)
         else:
-            y, w = attention(q, k, v, causal=True, return_weights=True)
+            y, w = attention(q, k, v, causal=True, return_weights=True, mask=mask)
             if self.keep_weights:
                 self.last_weights = w.detach()
             if self.training and self.dropout > 0:  # as SDPA's dropout_p does
@@ -135,8 +181,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, mask)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -179,6 +226,8 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one matrix, two uses
+        for i, block in enumerate(self.transformer.h):
+            block.attn.layer = i
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale the residual projections down
@@ -207,16 +256,35 @@ class GPT(nn.Module):
             block.attn.use_sdpa = use_sdpa
             block.attn.keep_weights = keep_weights
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None, pos: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None):
+        """``idx`` ``(B, T)``. For generation (chapter 5): ``cache`` holds the keys and values of
+        the tokens read before (and receives these); ``pos`` (``(T,)`` or ``(B, T)``) gives each
+        token's position (default: right after the cached ones); ``key_mask`` ``(B, T)`` marks
+        padding with False (left-padded batches; the cache remembers it)."""
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} is longer than block_size "
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of length {past + T} is longer than block_size "
                              f"{self.config.block_size}; crop it to the last "
                              f"{self.config.block_size} tokens")
-        pos = torch.arange(T, device=idx.device)
+        if pos is None:
+            pos = torch.arange(past, past + T, device=idx.device)
+        mask = None
+        if key_mask is not None or (cache is not None and cache.key_mask is not None):
+            new = (key_mask if key_mask is not None
+                   else torch.ones(B, T, dtype=torch.bool, device=idx.device))
+            full = new if cache is None or cache.key_mask is None else torch.cat(
+                [cache.key_mask, new], dim=1)
+            if cache is not None:
+                cache.key_mask = full
+            mask = attention_mask(T, full)
+        elif past and T > 1:  # several new tokens after cached ones: causal with an offset
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(past)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x)
+            x = block(x, cache, mask)
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
