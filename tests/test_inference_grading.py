@@ -40,10 +40,9 @@ LIMITS = {"cell_seconds": 10.0, "call_seconds": 3.0, "notebook_seconds": 120.0,
 POINTS = {"test_apply_temperature": 1, "test_top_k_filter": 2, "test_top_p_filter": 3,
           "test_sample": 3, "test_generate_with_cache": 4}
 FULL = 13.0  # autograded points; the written question (2) is graded by hand
-GRADED_WRONG = ["temperature_multiplies", "top_k_off_by_one", "top_k_wrong_positions",
-                "top_p_drops_crossing", "top_p_can_drop_all", "temperature_after_softmax",
-                "ignores_generator", "filters_in_wrong_order", "cache_positions_off_by_one",
-                "no_cache_recomputes"]
+GRADED_WRONG = ["temperature_multiplies", "top_k_off_by_one", "top_p_drops_crossing",
+                "temperature_after_softmax", "ignores_generator", "filters_in_wrong_order",
+                "cache_positions_off_by_one", "no_cache_recomputes"]
 OTHERS = ["untouched", "solution_like", "alternative", "infinite_loop_function",
           "syntax_error_cell", "calls_reference", "edited_locked_cell", "os_exit_cell",
           "invalid_json", "empty"]
@@ -154,7 +153,6 @@ def test_wrong_answers_are_told_what_went_wrong(rows):
         rows["wrong-temperature-after-softmax"]["reasons"]
     assert "keeps 3 tokens instead of 2" in rows["wrong-top-k-off-by-one"]["reasons"]
     assert "(it should stay)" in rows["wrong-top-p-drops-crossing"]["reasons"]
-    assert "keeps 0 tokens instead of 1" in rows["wrong-top-p-can-drop-all"]["reasons"]
     assert "drew different tokens" in rows["wrong-ignores-generator"]["reasons"]
     assert "but the filters remove it" in rows["wrong-filters-in-wrong-order"]["reasons"]
     assert "are the later steps at the right position" in \
