@@ -78,6 +78,15 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def unknown_ids(tokenizer, vocab_size: int) -> torch.Tensor:
+    """``(vocab_size,)`` True for the model's ids that are no token of ``tokenizer`` (the course
+    model's 4,081-4,095, kept for chat tokens): they must never be sampled, or decoding fails."""
+    known = getattr(tokenizer, "vocab", None) or range(tokenizer.n_vocab)
+    mask = torch.ones(vocab_size, dtype=torch.bool)
+    mask[[i for i in known if i < vocab_size]] = False
+    return mask
+
+
 @torch.no_grad()
 def generate_naive(model, ids: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
     """The plain loop: run the model on the whole window (its last ``block_size`` tokens) for
@@ -94,14 +103,14 @@ def generate_naive(model, ids: torch.Tensor, max_new_tokens: int, **sampling) ->
 def generate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None,
              generator: torch.Generator | None = None, use_cache: bool = True,
-             stop_token: int | None = None) -> torch.Tensor:
+             stop_token: int | None = None, forbid: torch.Tensor | None = None) -> torch.Tensor:
     """``ids`` ``(B, T)`` followed by ``max_new_tokens`` sampled tokens (fewer if every row has
     produced ``stop_token``; rows that stopped are padded with it). With the KV cache it gives
     exactly the tokens ``generate_naive`` gives, also past ``block_size`` (see
-    ``_cached_steps``)."""
+    ``_cached_steps``). ``forbid`` ``(V,)`` bool: ids never to produce (``unknown_ids``)."""
     out = ids
     for new in _cached_steps(model, ids, max_new_tokens, temperature, top_k, top_p, generator,
-                             use_cache):
+                             use_cache, forbid):
         if stop_token is not None:
             done = (out[:, ids.size(1):] == stop_token).any(dim=1)
             new = torch.where(done, torch.full_like(new, stop_token), new)
@@ -112,7 +121,7 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, temperature: float =
 
 
 def _cached_steps(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-                  generator=None, use_cache=True) -> Iterator[torch.Tensor]:
+                  generator=None, use_cache=True, forbid=None) -> Iterator[torch.Tensor]:
     """Yield each new token ``(B,)``. With the cache: one forward of the prompt (prefill), then
     one forward of one token per step. The window never exceeds ``block_size``: when it is full,
     the cache is dropped and refilled from the window's last ``block_size`` tokens, which is what
@@ -130,7 +139,10 @@ def _cached_steps(model, ids, max_new_tokens, temperature=1.0, top_k=None, top_p
                 logits, _ = model(window[:, -block:], cache=cache)
             else:
                 logits, _ = model(window[:, -1:], cache=cache)
-            new = sample(logits[:, -1], temperature, top_k, top_p, generator)
+            logits = logits[:, -1]
+            if forbid is not None:
+                logits = logits.masked_fill(forbid.to(logits.device), float("-inf"))
+            new = sample(logits, temperature, top_k, top_p, generator)
             window = torch.cat([window, new[:, None]], dim=1)
             yield new
 
@@ -165,7 +177,9 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature
     ids = torch.tensor([tokenizer.encode(prompt, allowed_special="all")], device=device)
     g = torch.Generator(device=device).manual_seed(seed)
     got, shown = [], ""
-    for new in _cached_steps(model, ids, max_new_tokens, temperature, top_k, top_p, g):
+    forbid = unknown_ids(tokenizer, model.config.vocab_size)
+    for new in _cached_steps(model, ids, max_new_tokens, temperature, top_k, top_p, g,
+                             forbid=forbid):
         got.append(int(new[0]))
         text = tokenizer.decode(got)
         if text.endswith("\ufffd"):  # an incomplete character: wait for the rest
@@ -200,9 +214,10 @@ def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int,
     cache = KVCache(model.config.n_layer)
     logits, _ = model(ids, cache=cache, pos=pos, key_mask=key_mask)
     next_pos = pos[:, -1:] + 1
+    forbid = unknown_ids(tokenizer, model.config.vocab_size).to(device)
     new_tokens = []
     for step in range(max_new_tokens):
-        nxt = sample(logits[:, -1], temperature, top_k, top_p, g)
+        nxt = sample(logits[:, -1].masked_fill(forbid, float("-inf")), temperature, top_k, top_p, g)
         new_tokens.append(nxt)
         if step + 1 < max_new_tokens:
             logits, _ = model(nxt[:, None], cache=cache, pos=next_pos)

@@ -128,3 +128,31 @@ def test_stop_token_ends_rows(tiny):
     first = int(out[0, 3])
     stopped = G.generate(tiny, ids, 40, temperature=0, stop_token=first)
     assert stopped.shape[1] == 4 and int(stopped[0, 3]) == first
+
+
+def test_ids_that_are_no_token_are_never_sampled(base):
+    """The course model has 4,096 rows but 4,081 tokens: a hot sampler must not draw the rest
+    (decoding them would fail)."""
+    model, tok = base
+    forbid = G.unknown_ids(tok, model.config.vocab_size)
+    assert forbid.sum() == 15 and not forbid[:4081].any()
+
+
+def test_forbidden_ids_are_masked_before_sampling(tiny):
+    class FortyTokens:  # a tokenizer that knows 40 of the model's 50 ids
+        vocab = {i: bytes([i]) for i in range(40)}
+
+    forbid = G.unknown_ids(FortyTokens(), 50)
+    ids = torch.zeros(8, 2, dtype=torch.long)
+    free = G.generate(tiny, ids, 12, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert int(free.max()) >= 40  # a random model draws them often...
+    masked = G.generate(tiny, ids, 12, temperature=1.0, forbid=forbid,
+                        generator=torch.Generator().manual_seed(0))
+    assert int(masked.max()) < 40  # ...and never with forbid
+
+
+def test_stream_and_batches_of_the_base_model_decode_at_high_temperature(base):
+    model, tok = base
+    text = "".join(G.stream(model, tok, "The", 60, temperature=5.0, seed=1))
+    assert text
+    assert all(G.generate_batch(model, tok, ["The", "A"], 20, temperature=5.0, seed=2))
