@@ -102,6 +102,15 @@ def test_regrades_are_identical(runs):
         "grading the same notebooks again changed their rows of grades.csv"
 
 
+def test_a_regrade_of_a_few_leaves_the_others_alone(runs):
+    """Regrading a few students into a folder that holds a whole class makes feedback for those
+    few only: nbgrader must not be asked (twice, by two processes at once) for the others'."""
+    _, out, _ = runs
+    made = {p.name for p in (out / "course" / "feedback").iterdir()}
+    assert made <= {student(s) for s in REGRADE}, made
+    assert {p.stem for p in (out / "feedback").iterdir()} == {student(s) for s in REGRADE}
+
+
 @pytest.mark.parametrize("who", ["solution-like", "alternative"])
 def test_right_answers_get_every_autograded_point(rows, who):
     r = rows[who]

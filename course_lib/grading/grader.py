@@ -450,9 +450,14 @@ def _feedback(ws: Path, out: Path, assignment: str, nb_name: str, results: list[
     fb.mkdir(parents=True)
     shutil.rmtree(ws / "feedback", ignore_errors=True)
     ids = sorted(r.student_id for r in results if r.notebook is not None)
+    # students graded earlier into this workspace but not in this run (a regrade of a few) keep
+    # their autograded notebooks there: every process must skip them, or two would write the same
+    # feedback file at once
+    earlier = {p.name for p in (ws / "autograded").iterdir() if p.is_dir()} \
+        if (ws / "autograded").is_dir() else set()
     procs = []
     for share in (ids[k::jobs] for k in range(min(jobs, len(ids)))):
-        exclude = ",".join(sorted(set(ids) - set(share)))
+        exclude = ",".join(sorted((earlier | set(ids)) - set(share)))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "nbgrader", "generate_feedback", assignment, "--force",
              f"--CourseDirectory.student_id_exclude={exclude}"],
