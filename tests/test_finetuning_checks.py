@@ -179,6 +179,20 @@ def test_chat_tokenizer_and_check_conversation_may_be_used():
                                         "render_conversation"))
 
 
+@pytest.mark.parametrize("name", ["render_prompt", "draw_mask", "prepare_sft_data", "reply",
+                                  "_header", "sft_conversations"])
+def test_the_rest_of_course_lib_chat_is_off_limits(name):
+    def render(conversation, tokenizer):
+        return getattr(C, name)(conversation, tokenizer)
+
+    convo = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    with pytest.raises(checks.ReferenceCalled, match=name):
+        F.on_chat_tokenizer(render, convo)
+    with pytest.raises(checks.ReferenceCalled, match=name):
+        F.on_logits(lambda *a: getattr(C, name)(*a), torch.zeros(2, 3), torch.tensor([0, 1]),
+                    torch.tensor([1, 1]))
+
+
 def test_the_references_work_again_after_a_check():
     """The poisoning is undone, even after a student's function raised."""
     ns = load({"render_conversation": "from course_lib.chat import render_conversation"})
