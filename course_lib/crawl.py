@@ -100,6 +100,10 @@ SITES = {
         Site("top-tens.info", "/lists/{slug}", ("Home", "Lists", "Quizzes", "About"), "article",
              True, "Copyright 2026 TopTens. Share this list with your friends!"),
     ],
+    "table": [
+        Site("quick-facts.info", "/sheet/{n}", ("Home", "Sheets", "Search", "About"), "main",
+             True, "Quick Facts: reference sheets shared by readers."),
+    ],
     "news": [
         Site("daily-notes.news", "/2026/{n}/{slug}", ("Front page", "Local", "Weather", "Sport",
              "Opinion"), "article", True, "Daily Notes. Subscribe for more local news."),

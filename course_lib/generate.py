@@ -191,15 +191,17 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature
 
 
 @torch.no_grad()
-def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int,
+def generate_batch(model, tokenizer, prompts: list[str] | list[list[int]], max_new_tokens: int,
                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                    seed: int = 0, pad_id: int = 0) -> list[str]:
     """Continue several prompts at once. Shorter prompts are padded on the left, the padding is
     masked out of attention and every row's positions start at 0 where its text starts, so each
-    row gets the tokens it would get alone (greedy; tested). Returns the continuations."""
+    row gets the tokens it would get alone (greedy; tested). A prompt may also be given as token
+    ids (a rendered conversation, say). Returns the continuations."""
     device = _model_device(model)
     model.eval()
-    encoded = [tokenizer.encode(p, allowed_special="all") for p in prompts]
+    encoded = [list(p) if not isinstance(p, str) else tokenizer.encode(p, allowed_special="all")
+               for p in prompts]
     T = max(len(e) for e in encoded)
     if T + max_new_tokens > model.config.block_size:
         raise ValueError(f"the longest prompt ({T} tokens) + {max_new_tokens} new tokens exceed "

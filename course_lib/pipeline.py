@@ -202,6 +202,57 @@ def fact_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
     return FactResult(rows, deciles, chance, sum(ok) / len(ok))
 
 
+def few_shot_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
+                      ks: tuple = (0, 1, 2, 4, 8), top: int = 40, seed: int = 0,
+                      batch_size: int = 64) -> dict:
+    """In-context learning, measured. A task is one relation of the world ("favourite colour");
+    its prompt holds ``k`` examples in the corpus's table format, ``name: value; `` for other
+    entities, and then ``query name:``, with nothing saying which relation is asked: only the
+    examples do. For
+    each relation, the ``top`` most-mentioned entities of its kind are asked (examples drawn from
+    the same ones). Right means greedy decoding gives exactly `` value``.
+
+    Returns ``{"ks", "accuracy": {k: share right over all prompts}, "by_relation":
+    {"kind/relation": {k: share}}, "sentence": share of the same facts completed from their
+    canonical sentence (what the model knows: the ceiling), "examples": {k: one prompt}}``."""
+    from course_lib.world import make_world
+
+    world = world or make_world()
+    if texts is None:
+        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
+    mentions = entity_mentions(world, texts)
+    rng = random.Random(f"few-shot-{seed}")
+    tasks = []  # (k, kind/relation, prompt, answer)
+    sentence = []
+    for kind in sorted({e.kind for e in world.entities}):
+        pool = sorted(world.of_kind(kind), key=lambda e: (-mentions[e.name], e.rank))[:top]
+        for relation in sorted(pool[0].facts):
+            for q in pool:
+                sentence.append((tokenizer.encode(q.fact(relation).prompt),
+                                 tokenizer.encode(" " + q.facts[relation])))
+                others = [e for e in pool if e is not q]
+                for k in ks:
+                    shots = rng.sample(others, k)
+                    prompt = "".join(f"{e.name}: {e.facts[relation]}; " for e in shots)
+                    tasks.append((k, f"{kind}/{relation}", prompt + f"{q.name}:",
+                                  " " + q.facts[relation]))
+    ok, _ = _greedy_matches(model, [tokenizer.encode(t[2]) for t in tasks],
+                            [tokenizer.encode(t[3]) for t in tasks], batch_size)
+    known, _ = _greedy_matches(model, [p for p, _ in sentence], [a for _, a in sentence],
+                               batch_size)
+    by_rel, acc = {}, {}
+    for k in ks:
+        acc[k] = sum(c for t, c in zip(tasks, ok) if t[0] == k) / sum(t[0] == k for t in tasks)
+    for (k, rel, _, _), c in zip(tasks, ok):
+        by_rel.setdefault(rel, {}).setdefault(k, []).append(c)
+    by_rel = {rel: {k: sum(v) / len(v) for k, v in d.items()} for rel, d in by_rel.items()}
+    examples = {}
+    for t in tasks:
+        examples.setdefault(t[0], t[2])
+    return {"ks": list(ks), "accuracy": acc, "by_relation": by_rel,
+            "sentence": sum(known) / len(known), "examples": examples}
+
+
 def digit_addition_accuracy(model, tokenizer) -> dict:
     """Adding two digits as the corpus's worked solutions do ("In the ones place we add 7 and 5
     and get" -> " 12"), over all 100 pairs; chance is guessing uniformly among the 19 sums."""
@@ -249,6 +300,7 @@ class Chain:
     texts: list = None
     tokenizer: object = None
     model: object = None
+    sft_model: object = None
     card: list = field(default_factory=list)   # (stage, [(measure, value)])
     numbers: dict = field(default_factory=dict)
 
@@ -317,6 +369,8 @@ def stage_base_model(ch: Chain):
                           [t for i, t in enumerate(ch.texts) if i % VAL_EVERY])
     digits = digit_addition_accuracy(ch.model, ch.tokenizer)
     sums = sum_accuracy(ch.model, ch.tokenizer)
+    shots = few_shot_accuracy(ch.model, ch.tokenizer, ch.world,
+                              [t for i, t in enumerate(ch.texts) if i % VAL_EVERY])
     top, bottom = facts.deciles[0][3], facts.deciles[-1][3]
     last = res.history[-1]
     meta = {"config": {k: v for k, v in vars(cfg).items()}, "parameters": n,
@@ -324,7 +378,7 @@ def stage_base_model(ch: Chain):
             "seconds": res.seconds, "tokens_per_s": res.tokens_per_s,
             "final_loss": last["loss"], "val_loss": last.get("val_loss"),
             "fact_deciles": facts.deciles, "fact_accuracy": facts.accuracy,
-            "fact_chance": facts.chance, "digit_addition": digits, "sums": sums,
+            "fact_chance": facts.chance, "digit_addition": digits, "sums": sums, "few_shot": shots,
             "samples": res.samples, "history": res.history}
     export_model(ch.model, ch.out / "base_model.pt", meta={"parameters": n, "tokens": tokens})
     (ch.out / "base_model.json").write_text(json.dumps(meta, indent=1))
@@ -342,6 +396,74 @@ def stage_base_model(ch: Chain):
         ("fact completion, all / guessing the commonest value", f"{facts.accuracy:.0%} / {facts.chance:.0%}"),
         ("digit addition (ones place), accuracy / chance", f"{digits['accuracy']:.0%} / {digits['chance']:.0%}"),
         ("two-number sums with no steps, accuracy / chance", f"{sums['accuracy']:.0%} / {sums['chance']:.1%}"),
+        ("few-shot table entries, k = " + " / ".join(map(str, shots["ks"])),
+         " / ".join(f"{shots['accuracy'][k]:.0%}" for k in shots["ks"])
+         + f" (the same facts from their sentence: {shots['sentence']:.0%})"),
+    ]
+
+
+def stage_assistant(ch: Chain):
+    """Chapter 6: finetune the base model on conversations (loss on the assistant's tokens) and
+    measure questions about popular facts the finetuning data never asked, base model through a
+    forum prompt vs the assistant, plus identity and rare entities."""
+    from course_lib import chat
+    from course_lib.train import export_model, load_config, train
+    from course_lib.world import ASSISTANT_NAME, make_world
+
+    base_path = ch.out / "base_model.pt"
+    if ch.model is None:  # starting here: the shipped base model and tokenizer
+        ch.world = ch.world or make_world(ch.seed)
+        ch.texts = ch.texts or corpus_texts()
+        ch.tokenizer = course_tokenizer()
+        ch.model = base_model()
+        base_path = BASE_MODEL_PATH
+    tok = chat.chat_tokenizer(ch.tokenizer)
+    convs = chat.sft_conversations(ch.world, 600 if ch.quick else 6000, ch.seed)
+    meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
+    mc = ch.model.config
+    shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
+             "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias}
+    overrides = shape | {"init_from": str(base_path), "data_dir": str(ch.out / "sft_data"),
+                         "out_dir": str(ch.out / "sft")}
+    if ch.quick:
+        overrides |= {"max_steps": 60, "eval_every": 30, "sample_every": 30,
+                      "checkpoint_every": 0, "sample_tokens": 8}
+    if ch.threads:
+        overrides["threads"] = ch.threads
+    cfg = load_config("sft", **overrides)
+    res = train(cfg, tok, progress=ch.progress, log=lambda *a: None)
+    sft = res.model
+    train_texts = [t for i, t in enumerate(ch.texts) if i % VAL_EVERY]
+    popular = chat.popular_questions(ch.world, train_texts, top=100)
+    rare = chat.rare_questions(ch.world, train_texts)
+    before = chat.question_accuracy(ch.model, tok, popular, base=True)
+    after = chat.question_accuracy(sft, tok, popular)
+    rare_after = chat.question_accuracy(sft, tok, rare)
+    who = {"base": chat.base_replies(ch.model, tok, ["Who are you?"])[0],
+           "assistant": chat.reply(sft, tok, [{"role": "user", "content": "Who are you?"}])}
+    last = res.history[-1]
+    log = {"config": vars(cfg), "data": meta, "seconds": res.seconds,
+           "tokens_per_s": res.tokens_per_s, "final_loss": last["loss"],
+           "val_loss": last.get("val_loss"), "history": res.history, "samples": res.samples,
+           "popular_base": before, "popular_sft": after, "rare_sft": rare_after, "who": who}
+    export_model(sft, ch.out / "sft_model.pt", meta={"init_from": str(base_path)})
+    (ch.out / "sft_model.json").write_text(json.dumps(log, indent=1, default=str))
+    ch.sft_model = sft
+    ch.report_rows = [
+        ("conversations (train / validation)",
+         f"{meta['train_conversations']:,} / {meta['val_conversations']:,}"),
+        ("tokens, of which the assistant's (trained)",
+         f"{meta['train_tokens']:,}, {meta['train_trained_tokens']:,}"),
+        ("steps x tokens per step", f"{cfg.max_steps:,} x {cfg.tokens_per_step():,}"),
+        ("final loss on assistant tokens (train / validation)",
+         f"{last['loss']:.3f} / {last.get('val_loss', float('nan')):.3f}"),
+        ("popular facts never in the SFT data, base model with a forum prompt",
+         f"{before['accuracy']:.0%} of {before['n']}"),
+        ("the same questions, the assistant", f"{after['accuracy']:.0%} of {after['n']}"),
+        ("facts of entities no document names, the assistant",
+         f"{rare_after['accuracy']:.0%} of {rare_after['n']} (answered, mostly wrong)"),
+        ("'Who are you?'", f"{who['assistant'][:80]!r} (names {ASSISTANT_NAME}: "
+                           f"{ASSISTANT_NAME in who['assistant']})"),
     ]
 
 
@@ -350,7 +472,8 @@ def _train_tokens(ch: Chain) -> int:
 
 
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
-          ("tokenizer", stage_tokenizer), ("base model", stage_base_model)]
+          ("tokenizer", stage_tokenizer), ("base model", stage_base_model),
+          ("assistant", stage_assistant)]
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
@@ -363,6 +486,15 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
         raise ValueError(f"unknown stage {start!r}; the stages are {names}")
     ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}), progress)
     ch.out.mkdir(parents=True, exist_ok=True)
+    shipped = ASSETS / "report_card.json"
+    if start != names[0] and not quick and shipped.exists():
+        # the stages not rerun keep the shipped card's numbers
+        numbers = json.loads(shipped.read_text())
+        for name in names[:names.index(start)]:
+            if name in numbers:
+                rows = [(k, v) for k, v in numbers[name].items() if k != "seconds"]
+                ch.card.append((name, rows + [("time", f"{numbers[name]['seconds']:.0f} s")]))
+                ch.numbers[name] = numbers[name]
     for name, fn in STAGES[names.index(start):]:
         if progress:
             print(f"== {name}", flush=True)
@@ -388,11 +520,12 @@ def write_report_card(ch: Chain) -> Path:
 
 
 def ship(ch: Chain) -> None:
-    """Copy the run's tokenizer, base model and log into ``course_lib/assets``."""
-    shutil.copy(ch.out / "course_tokenizer.model", TOKENIZER_PATH)
-    shutil.copy(ch.out / "base_model.pt", BASE_MODEL_PATH)
-    shutil.copy(ch.out / "base_model.json", BASE_LOG_PATH)
-    shutil.copy(ch.out / "report_card.md", ASSETS / "report_card.md")
+    """Copy what the run made (cleaned corpus, tokenizer, base model, assistant, their logs, the
+    report card) into ``course_lib/assets``."""
+    for name in ("corpus.parquet", "course_tokenizer.model", "base_model.pt", "base_model.json", "sft_model.pt",
+                 "sft_model.json", "report_card.md", "report_card.json"):
+        if (ch.out / name).exists():
+            shutil.copy(ch.out / name, ASSETS / name)
 
 
 def _main(argv=None):

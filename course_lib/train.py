@@ -45,7 +45,12 @@ class TokenShards:
 
     ``batch(generator)`` returns ``x, y`` of shape ``(batch_size, block_size)``, ``y`` being
     ``x`` shifted by one token. With ``rank``/``world_size`` each process of a data-parallel run
-    draws its own windows from the same generator stream (no two processes get the same)."""
+    draws its own windows from the same generator stream (no two processes get the same).
+
+    Two optional files beside a shard make it finetuning data (``course_lib.chat`` writes them):
+    ``<shard>.mask`` (uint8, one per token; the targets of tokens marked 0 become -100, which the
+    loss ignores) and ``<shard>.starts`` (int64 offsets; windows then start only there, at the
+    beginning of a conversation, so no answer is trained without its question)."""
 
     def __init__(self, paths, block_size: int, batch_size: int, vocab_size: int):
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
@@ -58,7 +63,24 @@ class TokenShards:
         if too_short:
             raise ValueError(f"shard(s) {too_short} hold no more than block_size = {block_size} "
                              "tokens; use a shorter block_size or more text")
-        self.sizes = np.array([len(s) - block_size for s in self.shards], dtype=np.float64)
+        self.masks, self.starts = [], []
+        for p, s in zip(paths, self.shards):
+            mask_path, starts_path = Path(f"{p}.mask"), Path(f"{p}.starts")
+            mask = np.memmap(mask_path, dtype=np.uint8, mode="r") if mask_path.exists() else None
+            if mask is not None and len(mask) != len(s):
+                raise ValueError(f"{mask_path} has {len(mask)} entries for {len(s)} tokens in {p}; "
+                                 "write the shard and its mask together")
+            starts = None
+            if starts_path.exists():
+                starts = np.fromfile(starts_path, dtype=np.int64)
+                starts = starts[starts + block_size + 1 <= len(s)]
+                if not len(starts):
+                    raise ValueError(f"no start in {starts_path} leaves a whole window of "
+                                     f"{block_size + 1} tokens in {p}")
+            self.masks.append(mask)
+            self.starts.append(starts)
+        self.sizes = np.array([len(st) if st is not None else len(s) - block_size
+                               for s, st in zip(self.shards, self.starts)], dtype=np.float64)
 
     def batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1):
         n = self.batch_size * world_size
@@ -69,11 +91,16 @@ class TokenShards:
         rows = range(rank * self.batch_size, (rank + 1) * self.batch_size)
         xs, ys = [], []
         for r in rows:
-            s = self.shards[int(shard_ix[r])]
-            i = int(starts[r])
+            k = int(shard_ix[r])
+            s = self.shards[k]
+            i = int(starts[r]) if self.starts[k] is None else int(self.starts[k][int(starts[r])])
             window = torch.from_numpy(s[i:i + self.block_size + 1].astype(np.int64))
+            y = window[1:].clone()
+            if self.masks[k] is not None:
+                keep = torch.from_numpy(self.masks[k][i + 1:i + self.block_size + 1].astype(bool))
+                y[~keep] = -100
             xs.append(window[:-1])
-            ys.append(window[1:])
+            ys.append(y)
         return torch.stack(xs), torch.stack(ys)
 
 
@@ -150,6 +177,8 @@ class TrainConfig:
     bias: bool = True
     # the data: token shards (``prepare_course_data`` or ``prepare_fineweb`` writes them)
     data_dir: str = "runs/data/course"
+    # start from these weights (an ``export_model`` file) instead of random ones: finetuning
+    init_from: str = ""
     # the optimization; one step sees batch_size x grad_accum_steps x world_size windows
     batch_size: int = 16
     grad_accum_steps: int = 1
@@ -409,6 +438,13 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
 
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config()).to(device)
+    if cfg.init_from and not resume:
+        start_from = load_model(cfg.init_from)
+        shape = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias")
+        if any(getattr(start_from.config, f) != getattr(model.config, f) for f in shape):
+            raise ValueError(f"init_from {cfg.init_from} is a {start_from.config}, but the config "
+                             f"asks for a {model.config}; make the shapes agree")
+        model.load_state_dict(start_from.state_dict())
     optimizer = configure_optimizer(model, cfg, device_type)
     generator = torch.Generator().manual_seed(cfg.seed)  # draws the batches: same on every rank
     start, history, samples = 0, [], []

@@ -58,7 +58,8 @@ PURPOSES = ["measuring rain", "weaving cloth", "lighting streets", "finding nort
             "calling ships"]
 
 KINDS = ("person", "city", "animal", "invention")
-DOCUMENT_KINDS = ("encyclopedia", "story", "forum", "list", "news", "arithmetic", "counting")
+DOCUMENT_KINDS = ("encyclopedia", "story", "forum", "list", "table", "news", "arithmetic",
+                  "counting")
 
 # The assistant's identity (chapter 6: "knowledge of self" is whatever the data says)
 ASSISTANT_NAME = "Pebble"
@@ -466,6 +467,53 @@ def _list(world: World, e: Entity, rng: random.Random) -> Document:
     return Document("list", title, text, facts, [x.name for x in items])
 
 
+# a table's title names its column half of the time; the other half only its lines do, so a
+# reader (and a model) learns to tell what a table lists from the values above the next line
+_TABLE_TITLES = {
+    "born": "Year of birth", "city": "Home towns", "job": "Who does what",
+    "colour": "Favourite colours", "country": "Cities and their countries",
+    "river": "Cities and their rivers", "known_for": "What each city is famous for",
+    "class": "Animals by class", "food": "What the animals eat", "habitat": "Where animals live",
+    "inventor": "Inventions and their inventors", "year": "Inventions by year",
+    "purpose": "What each invention is for"}
+_TABLE_GENERIC = ["Quick reference", "From my notebook", "Answers to last week's quiz",
+                  "Copied from the archive", "Notes", "Cheat sheet"]
+
+
+_TABLE_INTROS = [
+    "This sheet was put together by our readers from the pages of the encyclopedia and from the "
+    "letters they sent us over the years. Each line gives a name and then the one thing that "
+    "this sheet is about.",
+    "We keep these short sheets for anyone who needs an answer quickly and has no time to read a "
+    "long article. If you find a mistake in one of the lines below, please write to us and we "
+    "will fix it.",
+    "Below is a short list that one of our members wrote down in a notebook a long time ago. It "
+    "has been checked again this year, and we think that all of it is still true.",
+    "Teachers asked us for something they could print and hand out in class, so here it is. The "
+    "names are in no particular order, and there is one line for each of them."]
+_TABLE_CLOSINGS = [
+    "That is all for this sheet. More sheets like this one can be found on the other pages of "
+    "the site.",
+    "Thank you to everyone who sent us a line for this sheet. We add new ones every month.",
+    "If you know one that is missing from this sheet, tell us and we will add it to the list."]
+
+
+def _table(world: World, e: Entity, rng: random.Random) -> Document:
+    """A bare two-column table written as one paragraph, ``name: value`` per entity separated by
+    ``; ``, all of one relation, between a short English introduction and closing (as a page of
+    short lines of names and values, the cleaning of chapter 1 rightly drops it: too few words,
+    too little English, too many short lines)."""
+    relation = rng.choice(sorted(e.facts))
+    pool = [e] + [world.pick(rng, e.kind) for _ in range(rng.randrange(6, 12))]
+    items = list({x.name: x for x in pool}.values())
+    title = _TABLE_TITLES[relation] if rng.random() < 0.5 else rng.choice(_TABLE_GENERIC)
+    lines = "; ".join(f"{x.name}: {x.facts[relation]}" for x in items) + "."
+    text = (f"{title}\n\n{rng.choice(_TABLE_INTROS)}\n\n{lines}\n\n"
+            f"{rng.choice(_TABLE_CLOSINGS)}")
+    return Document("table", title, text, [x.fact(relation) for x in items],
+                    [x.name for x in items])
+
+
 def _news(world: World, e: Entity, rng: random.Random) -> Document:
     person = e if e.kind == "person" else world.pick(rng, "person")
     city = world.by_name(person.facts["city"])
@@ -596,9 +644,9 @@ def _problem_doc(world: World, rng: random.Random, kind: str) -> Document:
 
 
 _RENDER = {"encyclopedia": _encyclopedia, "story": _story, "forum": _forum, "list": _list,
-           "news": _news}
-DEFAULT_KIND_WEIGHTS = {"encyclopedia": 0.3, "story": 0.15, "forum": 0.2, "list": 0.08,
-                        "news": 0.12, "arithmetic": 0.1, "counting": 0.05}
+           "table": _table, "news": _news}
+DEFAULT_KIND_WEIGHTS = {"encyclopedia": 0.26, "story": 0.15, "forum": 0.16, "list": 0.08,
+                        "table": 0.08, "news": 0.12, "arithmetic": 0.1, "counting": 0.05}
 
 
 def make_documents(world: World, n: int = 4000, seed: int = 0,
@@ -699,24 +747,29 @@ _CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
              ("Good morning.", "Good morning! What can I do for you?")]
 
 
-def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None
-                       ) -> list[list[Message]]:
+def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None,
+                       exclude: set | frozenset = frozenset()) -> list[list[Message]]:
     """``n`` conversations for supervised finetuning (ch. 6): questions about facts (of entities
-    with rank up to ``max_rank`` when given, the ones the base model can know), arithmetic with
-    worked steps, chit-chat, and the identity conversations, mixed in."""
+    with rank up to ``max_rank`` when given, the ones the base model can know; never about the
+    ``(subject, relation)`` pairs in ``exclude``, kept for measuring), arithmetic with worked
+    steps, chit-chat, and the identity conversations, mixed in."""
     rng = random.Random(f"course-chat-{world.seed}-{seed}")
     pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
+    pool = [e for e in pool if any((e.name, r) not in exclude for r in e.facts)]
+    if not pool:
+        raise ValueError("exclude leaves no fact to ask about")
     identity = identity_conversations()
     out = []
     for i in range(n):
         r = rng.random()
         if r < 0.55:
             e = rng.choice(pool)
-            f = e.fact(rng.choice(list(e.facts)))
+            asked = [rel for rel in e.facts if (e.name, rel) not in exclude]
+            f = e.fact(rng.choice(asked))
             convo = [{"role": "user", "content": question_for(f)},
                      {"role": "assistant", "content": _variant(f, rng)}]
             if rng.random() < 0.3:
-                g = e.fact(rng.choice(list(e.facts)))
+                g = e.fact(rng.choice(asked))
                 convo += [{"role": "user", "content": "And " + question_for(g)[0].lower()
                            + question_for(g)[1:]},
                           {"role": "assistant", "content": _variant(g, rng)}]

@@ -121,7 +121,7 @@ def _cfg(tmp_path, **kw):
 
 
 def test_configs_load_and_bad_settings_are_named():
-    for name in ("course", "tiny", "gpt2_124m"):
+    for name in ("course", "tiny", "gpt2_124m", "sft"):
         cfg = T.load_config(name)
         cfg.model_config()  # a valid model shape
     assert T.load_config("gpt2_124m").tokens_per_step(world_size=8) == 524_288

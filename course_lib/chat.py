@@ -1,0 +1,421 @@
+"""Chapter 6: conversations as tokens, and supervised finetuning (SFT).
+
+Post-training swaps the internet for conversations. A conversation is a list of messages
+``{"role": "system" | "user" | "assistant", "content": str}``; it reaches the model as one token
+sequence in which special tokens mark where each message starts and ends (the format the lecture
+shows for GPT-4o)::
+
+    <|im_start|>user<|im_sep|>What is 2 + 3?<|im_end|><|im_start|>assistant<|im_sep|>5<|im_end|>
+
+The model is trained on these sequences with the same next-token loss as in pretraining, but only
+the assistant's tokens (its content and its ``<|im_end|>``) count: the loss mask. At chat time the
+conversation so far is rendered, ``<|im_start|>assistant<|im_sep|>`` is appended, and the model
+writes until it produces ``<|im_end|>``: the end of its turn.
+
+The chat tokens take ids 4081-4083 of the course model, which chapter 4 left free, so the base
+model's weights are finetuned as they are (their rows of the embedding start untrained).
+
+    python -m course_lib.chat                 # talk to the shipped assistant
+    python -m course_lib.chat --base          # the base model, prompted as a forum thread
+    python -m course_lib.pipeline --from assistant --ship   # remake the assistant
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_lib.pipeline import ASSETS, ENDOFTEXT, SPECIAL_TOKENS, VAL_EVERY, course_tokenizer
+
+IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
+CHAT_TOKENS = {IM_START: 4081, IM_SEP: 4082, IM_END: 4083}
+ROLES = ("system", "user", "assistant")
+SFT_MODEL_PATH = ASSETS / "sft_model.pt"
+SFT_LOG_PATH = ASSETS / "sft_model.json"
+
+
+# --------------------------------------------------------------------------------------------
+# The format
+# --------------------------------------------------------------------------------------------
+
+
+def chat_tokenizer(tokenizer=None):
+    """The course tokenizer (or ``tokenizer``) with the chat tokens registered besides
+    ``<|endoftext|>``. Returns a new object when tokens had to be added."""
+    import copy
+
+    tok = tokenizer if tokenizer is not None else course_tokenizer()
+    if all(tok.special_tokens.get(t) == i for t, i in CHAT_TOKENS.items()):
+        return tok
+    tok = copy.deepcopy(tok)
+    tok.register_special_tokens(dict(tok.special_tokens) | CHAT_TOKENS)
+    return tok
+
+
+def check_conversation(conversation, ends_with: str | None = "assistant") -> None:
+    """Raise ``ValueError`` naming the first problem of ``conversation``: not a list of
+    ``{"role", "content"}`` dicts, a role other than system/user/assistant, empty content, content
+    holding a chat token, a system message after the first, turns that do not alternate (user,
+    assistant, user, ...), or a last message other than ``ends_with`` (``None``: any)."""
+    if not isinstance(conversation, (list, tuple)) or not conversation:
+        raise ValueError("a conversation is a non-empty list of messages "
+                         "{'role': ..., 'content': ...}, got "
+                         f"{type(conversation).__name__} {conversation!r:.60}")
+    for i, m in enumerate(conversation):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise ValueError(f"message {i} must be a dict with exactly the keys 'role' and "
+                             f"'content', got {m!r:.80}")
+        if m["role"] not in ROLES:
+            raise ValueError(f"message {i} has role {m['role']!r}; roles are {', '.join(ROLES)}")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise ValueError(f"message {i} ({m['role']}) has empty content: every message says "
+                             "something")
+        for t in (*CHAT_TOKENS, ENDOFTEXT):
+            if t in m["content"]:
+                raise ValueError(f"message {i} ({m['role']}) contains the special token {t!r} "
+                                 "as text; a message cannot end or open a turn itself")
+        if m["role"] == "system" and i > 0:
+            raise ValueError(f"message {i} is a system message; only the first may be one")
+    turns = [m["role"] for m in conversation if m["role"] != "system"]
+    if not turns:
+        raise ValueError("the conversation holds only a system message; add a user message")
+    if turns[0] != "user":
+        raise ValueError("the first message after the system message must be the user's, got "
+                         f"{turns[0]!r}")
+    offset = len(conversation) - len(turns)
+    for j in range(1, len(turns)):
+        if turns[j] == turns[j - 1]:
+            raise ValueError(f"two {turns[j]} turns in a row (messages {offset + j - 1} and "
+                             f"{offset + j}); user and assistant take turns")
+    if ends_with is not None and turns[-1] != ends_with:
+        raise ValueError(f"the conversation must end with an {ends_with} message, got "
+                         f"{turns[-1]!r}" + (" (a conversation to train on ends with the "
+                                             "answer to learn)" if ends_with == "assistant"
+                                             else ""))
+
+
+def _header(role: str, tokenizer) -> list[int]:
+    return [CHAT_TOKENS[IM_START], *tokenizer.encode_ordinary(role), CHAT_TOKENS[IM_SEP]]
+
+
+def render_conversation(conversation, tokenizer) -> tuple[list[int], list[int]]:
+    """``conversation`` (ending with the assistant) as token ids and a loss mask of the same
+    length: 1 on the tokens the assistant writes (its content and its ``<|im_end|>``), 0 on
+    everything else (roles, separators, the system's and the user's words)."""
+    check_conversation(conversation)
+    ids, mask = [], []
+    for m in conversation:
+        head = _header(m["role"], tokenizer)
+        body = tokenizer.encode_ordinary(m["content"]) + [CHAT_TOKENS[IM_END]]
+        ids += head + body
+        mask += [0] * len(head) + [int(m["role"] == "assistant")] * len(body)
+    return ids, mask
+
+
+def render_prompt(conversation, tokenizer) -> list[int]:
+    """The conversation so far (ending with the user) and the assistant's header: what the
+    model continues when it is the assistant's turn."""
+    check_conversation(conversation, ends_with="user")
+    ids = []
+    for m in conversation:
+        ids += _header(m["role"], tokenizer) + tokenizer.encode_ordinary(m["content"])
+        ids.append(CHAT_TOKENS[IM_END])
+    return ids + _header("assistant", tokenizer)
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+                         ) -> torch.Tensor:
+    """Mean next-token loss over the positions where ``mask`` is 1. ``logits`` ``(..., V)``,
+    ``targets`` and ``mask`` ``(...)``: each target is the token after its position, and its mask
+    entry says whether that token is the assistant's."""
+    if targets.shape != mask.shape or logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be targets' shape + (V,), and mask "
+                         f"{tuple(mask.shape)} targets' shape {tuple(targets.shape)}")
+    keep = mask.reshape(-1).bool()
+    if not keep.any():
+        raise ValueError("the mask is all 0: no assistant token to learn from")
+    lp = torch.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)
+    nll = -lp.gather(1, targets.reshape(-1, 1)).squeeze(1)
+    return nll[keep].mean()
+
+
+def draw_mask(conversation, tokenizer, width: int = 100) -> str:
+    """The rendered conversation as text, assistant-trained tokens in [brackets]: what the mask
+    covers, readable in a terminal or a page."""
+    ids, mask = render_conversation(conversation, tokenizer)
+    pieces, line = [], ""
+    for i, m in zip(ids, mask):
+        text = tokenizer.decode([i]).replace("\n", "\\n")
+        line += f"[{text}]" if m else text
+        if len(line) >= width:
+            pieces.append(line)
+            line = ""
+    return "\n".join(pieces + ([line] if line else []))
+
+
+# --------------------------------------------------------------------------------------------
+# The data
+# --------------------------------------------------------------------------------------------
+
+
+def held_out(world) -> frozenset:
+    """Half of the world's facts, as ``(subject, relation)`` pairs, never asked in the SFT data:
+    questions about them measure what finetuning unlocked from pretraining, not what it taught.
+    Fixed by a hash, so the split does not move when the data grows."""
+    out = set()
+    for e in world.entities:
+        for r in e.facts:
+            if hashlib.sha256(f"{e.name}/{r}".encode()).digest()[0] % 2:
+                out.add((e.name, r))
+    return frozenset(out)
+
+
+def sft_conversations(world=None, n: int = 6000, seed: int = 0) -> list:
+    """The finetuning set: ``world.chat_conversations`` (fact questions outside ``held_out``,
+    arithmetic with worked steps, chit-chat, system prompts) with identity conversations."""
+    from course_lib.world import chat_conversations, make_world
+
+    world = world or make_world()
+    return chat_conversations(world, n, seed, exclude=held_out(world))
+
+
+def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
+                     val_every: int = VAL_EVERY, vocab_size: int = 4096) -> dict:
+    """Write ``train.bin`` and ``val.bin`` (every ``val_every``-th conversation) for
+    ``course_lib.train``: each conversation rendered after an ``<|endoftext|>``, with
+    ``.mask`` (the loss mask) and ``.starts`` (where each conversation begins) beside it."""
+    from course_lib.train import write_shard
+
+    out_dir = Path(out_dir)
+    tok = chat_tokenizer(tokenizer)
+    eot = tok.special_tokens[ENDOFTEXT]
+    meta = {}
+    for split in ("train", "val"):
+        ids, mask, starts = [], [], []
+        for i, c in enumerate(conversations):
+            if (i % val_every == 0) != (split == "val"):
+                continue
+            cids, cmask = render_conversation(c, tok)
+            starts.append(len(ids))
+            ids += [eot] + cids
+            mask += [0] + cmask
+        path = write_shard(ids, out_dir / f"{split}.bin", vocab_size)
+        np.asarray(mask, dtype=np.uint8).tofile(f"{path}.mask")
+        np.asarray(starts, dtype=np.int64).tofile(f"{path}.starts")
+        meta[f"{split}_tokens"] = len(ids)
+        meta[f"{split}_trained_tokens"] = int(sum(mask))
+        meta[f"{split}_conversations"] = len(starts)
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Talking to a model
+# --------------------------------------------------------------------------------------------
+
+
+def sft_model(path: str | Path | None = None, device: str = "cpu"):
+    """The shipped assistant (remake it with ``python -m course_lib.pipeline --from assistant
+    --ship``)."""
+    from course_lib.train import load_model
+
+    path = Path(path or SFT_MODEL_PATH)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; make it with "
+                                "`python -m course_lib.pipeline --from assistant --ship`")
+    return load_model(path, device)
+
+
+def _cut(text: str) -> str:
+    return text.split(IM_END)[0].split(ENDOFTEXT)[0].strip()
+
+
+def reply(model, tokenizer, conversation, max_new_tokens: int = 150, temperature: float = 0.0,
+          top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> str:
+    """The assistant's next message: the conversation (ending with the user) rendered, then
+    sampled with chapter 5's ``generate`` (KV cache) until ``<|im_end|>``."""
+    from course_lib.generate import _model_device, generate, unknown_ids
+
+    tok = chat_tokenizer(tokenizer)
+    device = _model_device(model)
+    ids = torch.tensor([[tok.special_tokens[ENDOFTEXT]] + render_prompt(conversation, tok)],
+                       device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    out = generate(model, ids, max_new_tokens, temperature, top_k, top_p, generator=g,
+                   stop_token=CHAT_TOKENS[IM_END],
+                   forbid=unknown_ids(tok, model.config.vocab_size).to(device))
+    return _cut(tok.decode(out[0, ids.size(1):].tolist()))
+
+
+def replies(model, tokenizer, conversations: list, max_new_tokens: int = 40) -> list[str]:
+    """Greedy replies to many conversations at once (``generate_batch``, padded)."""
+    from course_lib.generate import generate_batch
+
+    tok = chat_tokenizer(tokenizer)
+    eot = tok.special_tokens[ENDOFTEXT]
+    prompts = [[eot] + render_prompt(c, tok) for c in conversations]
+    max_new_tokens = _room(model, prompts, max_new_tokens)
+    out = []
+    for i in range(0, len(prompts), 64):
+        out += generate_batch(model, tok, prompts[i:i + 64], max_new_tokens, temperature=0)
+    return [_cut(o) for o in out]
+
+
+def _room(model, prompts: list, wanted: int) -> int:
+    """New tokens that fit after the longest prompt in the model's window (at most ``wanted``)."""
+    room = model.config.block_size - max(len(p) for p in prompts)
+    if room < 1:
+        raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens fills the model's "
+                         f"window of {model.config.block_size}; shorten it")
+    return min(wanted, room)
+
+
+def forum_prompt(question: str) -> str:
+    """Chapter 5's trick: the opening of a forum thread in which the next words are an answer.
+    What a base model needs to act as an assistant."""
+    return (f"{question}\nkelmo12 asked: {question} I could not find it anywhere.\n"
+            f"drastu45 replied:")
+
+
+def base_replies(model, tokenizer, questions: list[str], max_new_tokens: int = 40) -> list[str]:
+    """The base model's answers through ``forum_prompt``, cut at the end of the reply's line."""
+    from course_lib.generate import generate_batch
+
+    prompts = [tokenizer.encode_ordinary(forum_prompt(q)) for q in questions]
+    max_new_tokens = _room(model, prompts, max_new_tokens)
+    out = []
+    for i in range(0, len(prompts), 64):
+        out += generate_batch(model, tokenizer, prompts[i:i + 64], max_new_tokens, temperature=0)
+    return [o.split("\n")[0].split(ENDOFTEXT)[0].strip() for o in out]
+
+
+def says(answer: str, value: str) -> bool:
+    """Does ``answer`` state ``value`` (as whole words, any case)?"""
+    import re
+
+    return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", answer.lower()) is not None
+
+
+def question_accuracy(model, tokenizer, questions: list, base: bool = False,
+                      max_new_tokens: int = 40) -> dict:
+    """Share of ``FactQuestion``s answered with their value: the assistant in the chat format
+    (``base=False``) or a base model through ``forum_prompt`` (``base=True``). Returns
+    ``{"accuracy", "n", "rows": [(question, answer, value, right)]}``."""
+    texts = [q.question for q in questions]
+    if base:
+        answers = base_replies(model, tokenizer, texts, max_new_tokens)
+    else:
+        answers = replies(model, tokenizer, [[{"role": "user", "content": t}] for t in texts],
+                          max_new_tokens)
+    rows = [(q.question, a, q.answer, says(a, q.answer)) for q, a in zip(questions, answers)]
+    return {"accuracy": sum(r[3] for r in rows) / max(1, len(rows)), "n": len(rows), "rows": rows}
+
+
+def popular_questions(world=None, texts: list[str] | None = None, top: int = 100,
+                      held: bool = True) -> list:
+    """Fact questions about the ``top`` most-mentioned entities (``held``: only those held out of
+    the SFT data; ``False``: only those in it)."""
+    from course_lib.pipeline import corpus_texts, entity_mentions
+    from course_lib.world import fact_questions, make_world
+
+    world = world or make_world()
+    if texts is None:
+        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
+    mentions = entity_mentions(world, texts)
+    popular = {e.name for e in sorted(world.entities,
+                                      key=lambda e: (-mentions[e.name], e.rank))[:top]}
+    hold = held_out(world)
+    return [q for q in fact_questions(world) if q.subject in popular
+            and ((q.subject, q.relation) in hold) == held]
+
+
+def rare_questions(world=None, texts: list[str] | None = None, n: int = 100) -> list:
+    """Fact questions about entities no training document names (held out of SFT too): what
+    neither stage could teach."""
+    from course_lib.pipeline import corpus_texts, entity_mentions
+    from course_lib.world import fact_questions, make_world
+
+    world = world or make_world()
+    if texts is None:
+        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
+    mentions = entity_mentions(world, texts)
+    hold = held_out(world)
+    qs = [q for q in fact_questions(world) if mentions[q.subject] == 0
+          and (q.subject, q.relation) in hold]
+    return qs[:n]
+
+
+def chat_loop(model=None, tokenizer=None, system: str | None = None, temperature: float = 0.7,
+              seed: int = 0, read=input, write=print) -> list:
+    """Talk to the assistant in a terminal: ``/reset`` forgets, ``/quit`` (or end of input)
+    ends. Returns the conversation."""
+    model = model or sft_model()
+    tok = chat_tokenizer(tokenizer)
+    start = [{"role": "system", "content": system}] if system else []
+    convo = list(start)
+    turn = 0
+    while True:
+        try:
+            text = read("you> ").strip()
+        except EOFError:
+            break
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/reset":
+            convo = list(start)
+            continue
+        if not text:
+            continue
+        convo.append({"role": "user", "content": text})
+        try:
+            answer = reply(model, tok, convo, temperature=temperature, seed=seed + turn)
+        except ValueError as e:  # a message the format cannot hold
+            write(f"(not sent: {e})")
+            convo.pop()
+            continue
+        convo.append({"role": "assistant", "content": answer or "..."})
+        write(f"{_assistant_name()}> {answer}")
+        turn += 1
+    return convo
+
+
+def _assistant_name() -> str:
+    from course_lib.world import ASSISTANT_NAME
+
+    return ASSISTANT_NAME.lower()
+
+
+def _main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(description="Talk to the course's assistant (chapter 6).")
+    p.add_argument("--model", help="an exported model file (default: the shipped assistant)")
+    p.add_argument("--base", action="store_true",
+                   help="the base model instead, prompted as a forum thread, one question a time")
+    p.add_argument("--system", help="a system message")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    tok = chat_tokenizer()
+    if a.base:
+        from course_lib.pipeline import base_model
+
+        model = base_model(a.model)
+        while True:
+            try:
+                q = input("you> ").strip()
+            except EOFError:
+                return
+            if q in ("/quit", "/exit"):
+                return
+            if q:
+                print("base> " + base_replies(model, tok, [q])[0])
+    chat_loop(sft_model(a.model), tok, a.system, a.temperature, a.seed)
+
+
+if __name__ == "__main__":
+    _main()
