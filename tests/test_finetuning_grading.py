@@ -7,8 +7,9 @@ entry of ``finetuning_answers.WRONG`` and a few broken notebooks. To keep this t
 minutes on two cores, it grades the right, untouched and broken notebooks and the wrong answers
 of ``GRADED_WRONG`` (at least one per task, and the mistakes the chapter names: the user's words
 in the mask, the mask shifted by one, the end of turn left out, the mask ignored, a softmax that
-overflows); every entry of ``WRONG`` is shown to fail its own check, and only it, in
-tests/test_finetuning_checks.py. Then a few submissions are graded again into the same output
+overflows), and one of each kind of result that crosses to the grader (a conversation that
+should have raised, a loss without a gradient, a nan loss); every entry of ``WRONG`` is shown
+to fail its own check, and only it, in tests/test_finetuning_checks.py. Then a few submissions are graded again into the same output
 folder, and their rows of ``grades.csv`` must be identical to the first run's. ``course check``
 is run on the solution.
 
@@ -41,8 +42,9 @@ LIMITS = {"cell_seconds": 10.0, "call_seconds": 3.0, "notebook_seconds": 120.0,
           "memory_bytes": 3 << 30}
 POINTS = {"test_render_conversation": 5, "test_masked_cross_entropy": 4}
 FULL = 9.0  # autograded points; the written question (2) is graded by hand
-GRADED_WRONG = ["mask_covers_user", "mask_shifted", "end_token_not_in_mask",
-                "loss_ignores_mask", "loss_unstable_softmax"]
+GRADED_WRONG = ["mask_covers_user", "mask_shifted", "end_token_not_in_mask", "no_validation",
+                "loss_ignores_mask", "loss_unstable_softmax", "loss_detached",
+                "loss_empty_mask_nan"]
 OTHERS = ["untouched", "solution_like", "alternative", "infinite_loop_function",
           "syntax_error_cell", "calls_reference", "edited_locked_cell", "os_exit_cell",
           "invalid_json", "empty"]
@@ -154,6 +156,9 @@ def test_wrong_answers_are_told_what_went_wrong(rows):
     assert "(assistant)'s <|im_end|>" in rows["wrong-end-token-not-in-mask"]["reasons"]
     assert "the mean over every position" in rows["wrong-loss-ignores-mask"]["reasons"]
     assert "exp overflows" in rows["wrong-loss-unstable-softmax"]["reasons"]
+    assert "returned instead of raising ValueError" in rows["wrong-no-validation"]["reasons"]
+    assert "no gradient reached the logits" in rows["wrong-loss-detached"]["reasons"]
+    assert "raise ValueError (got tensor(nan)" in rows["wrong-loss-empty-mask-nan"]["reasons"]
 
 
 @pytest.mark.parametrize("who,lost,reason", [
