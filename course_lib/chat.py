@@ -231,7 +231,11 @@ def sft_model(path: str | Path | None = None, device: str = "cpu"):
 
 
 def _cut(text: str) -> str:
-    return text.split(IM_END)[0].split(ENDOFTEXT)[0].strip()
+    """The reply up to the first special token: ``<|im_end|>`` ends the turn, and any other one
+    (a model opening a new turn itself) would make the conversation unrenderable."""
+    for t in (*CHAT_TOKENS, ENDOFTEXT):
+        text = text.split(t)[0]
+    return text.strip()
 
 
 def reply(model, tokenizer, conversation, max_new_tokens: int = 150, temperature: float = 0.0,
