@@ -261,21 +261,20 @@ def replies(model, tokenizer, conversations: list, max_new_tokens: int = 40) -> 
 
     tok = chat_tokenizer(tokenizer)
     eot = tok.special_tokens[ENDOFTEXT]
-    prompts = [[eot] + render_prompt(c, tok) for c in conversations]
-    max_new_tokens = _room(model, prompts, max_new_tokens)
+    prompts, max_new_tokens = _fit(model, [[eot] + render_prompt(c, tok) for c in conversations],
+                                   max_new_tokens)
     out = []
     for i in range(0, len(prompts), 64):
         out += generate_batch(model, tok, prompts[i:i + 64], max_new_tokens, temperature=0)
     return [_cut(o) for o in out]
 
 
-def _room(model, prompts: list, wanted: int) -> int:
-    """New tokens that fit after the longest prompt in the model's window (at most ``wanted``)."""
-    room = model.config.block_size - max(len(p) for p in prompts)
-    if room < 1:
-        raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens fills the model's "
-                         f"window of {model.config.block_size}; shorten it")
-    return min(wanted, room)
+def _fit(model, prompts: list, wanted: int) -> tuple[list, int]:
+    """Prompts and a number of new tokens that fit the model's window: at most ``wanted`` new
+    tokens and at most half the window; a prompt longer than the rest keeps its last tokens."""
+    new = min(wanted, model.config.block_size // 2)
+    keep = model.config.block_size - new
+    return [p[-keep:] for p in prompts], new
 
 
 def forum_prompt(question: str) -> str:
@@ -289,8 +288,8 @@ def base_replies(model, tokenizer, questions: list[str], max_new_tokens: int = 4
     """The base model's answers through ``forum_prompt``, cut at the end of the reply's line."""
     from course_lib.generate import generate_batch
 
-    prompts = [tokenizer.encode_ordinary(forum_prompt(q)) for q in questions]
-    max_new_tokens = _room(model, prompts, max_new_tokens)
+    prompts, max_new_tokens = _fit(model, [tokenizer.encode_ordinary(forum_prompt(q))
+                                           for q in questions], max_new_tokens)
     out = []
     for i in range(0, len(prompts), 64):
         out += generate_batch(model, tokenizer, prompts[i:i + 64], max_new_tokens, temperature=0)

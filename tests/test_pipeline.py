@@ -87,7 +87,7 @@ def test_quick_chain_remakes_tokenizer_and_model_and_writes_a_report_card(tmp_pa
     assert log["history"][0]["loss"] > 7.5
     assert log["val_loss"] < 5.2, log["val_loss"]
     card = (tmp_path / "report_card.md").read_text()
-    for heading in ("## tokenizer", "## base model"):
+    for heading in ("## tokenizer", "## base model", "## assistant"):
         assert heading in card
     assert "fact completion" in card and "| parameters |" in card
     again = T.load_model(tmp_path / "base_model.pt")
