@@ -302,31 +302,17 @@ def device_peak_flops(device: str) -> float | None:
 @torch.no_grad()
 def sample_text(model, tokenizer, prompt: str, max_new_tokens: int = 48, temperature: float = 0.8,
                 top_k: int | None = 40, seed: int = 0, device: str = "cpu") -> str:
-    """A continuation of ``prompt``, one sampled token at a time (chapter 5 does this properly,
-    with a KV cache); with ``temperature=0`` the most likely token each time."""
+    """``prompt`` and a sampled continuation (chapter 5's ``generate``, KV cache; never an id that
+    is no token of ``tokenizer``); with ``temperature=0`` the most likely token each time."""
+    from course_lib.generate import generate, unknown_ids
+
     was_training = model.training
-    model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
     ids = torch.tensor([tokenizer.encode(prompt, allowed_special="all")], device=device)
-    block = model.config.block_size
-    # rows of the embedding that are no token of this tokenizer (padding, reserved ids)
-    known = getattr(tokenizer, "vocab", None) or range(tokenizer.n_vocab)
-    unknown = torch.ones(model.config.vocab_size, dtype=torch.bool, device=device)
-    unknown[[i for i in known if i < model.config.vocab_size]] = False
-    for _ in range(max_new_tokens):
-        logits, _ = model(ids[:, -block:])
-        logits = logits[:, -1, :].float().masked_fill(unknown, float("-inf"))
-        if temperature == 0:
-            nxt = logits.argmax(-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k:
-                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)
-        ids = torch.cat([ids, nxt], dim=1)
+    out = generate(model, ids, max_new_tokens, temperature, top_k, generator=g,
+                   forbid=unknown_ids(tokenizer, model.config.vocab_size).to(device))
     model.train(was_training)
-    return tokenizer.decode(ids[0].tolist())
+    return tokenizer.decode(out[0].tolist())
 
 
 def save_checkpoint(path: str | Path, model, optimizer, step: int, generator: torch.Generator,
