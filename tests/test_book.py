@@ -175,7 +175,7 @@ def test_intro_names_every_chapter_file():
     # available chapters are linked by file name, the others named by path
     available = {"01": "01_pretraining_data.md", "02": "02_tokenization.md",
                  "03": "03_transformer.md", "04": "04_pretraining.md",
-                 "05": "05_inference.md"}
+                 "05": "05_inference.md", "06": "06_finetuning.md"}
     for page in available.values():
         assert f"]({page})" in intro, f"the intro should link {page}"
     assert "assignments/pretraining_data/pretraining_data.ipynb" in intro
@@ -183,6 +183,7 @@ def test_intro_names_every_chapter_file():
     assert "assignments/transformer/transformer.ipynb" in intro
     assert "assignments/pretraining/pretraining.ipynb" in intro
     assert "assignments/inference/inference.ipynb" in intro
+    assert "assignments/finetuning/finetuning.ipynb" in intro
     assert len(set(re.findall(r"book/(\d\d)_\w+\.md", intro)) | set(available)) == 10
 
 
