@@ -13,7 +13,6 @@ the answers change, and commit the notebooks::
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -76,25 +75,14 @@ def fill(answer_sources=None, written=WRITTEN):
     return base.fill(answer_sources, written=written, nb=release_nb())
 
 
-def edit_cell(nb, grade_id, source):
-    nb = copy.deepcopy(nb)
-    next(c for c in nb.cells if base.gid(c) == grade_id).source = source
-    return nb
-
-
 def cases() -> dict:
-    c = {}
-    c["untouched"] = release_nb()
-    c["solution_like"] = fill(answers.CORRECT)
-    c["alternative"] = fill(answers.ALTERNATIVE)
-    for name, (task, src) in answers.WRONG.items():
-        c[f"wrong_{name}"] = fill({**answers.CORRECT, task: src})
+    c = base.answer_cases(release_nb(), fill, answers)
     # -- broken ------------------------------------------------------------------------------
     c["infinite_loop_function"] = fill({**answers.CORRECT, "top_k_filter": LOOPING_TOP_K})
     c["syntax_error_cell"] = fill({**answers.CORRECT,
                                    "generate_with_cache": SYNTAX_ERROR_GENERATE})
     c["calls_reference"] = fill({**answers.CORRECT, **CALLS_REFERENCE})
-    c["edited_locked_cell"] = edit_cell(
+    c["edited_locked_cell"] = base.edit_cell(
         fill({**answers.CORRECT,
               "generate_with_cache": answers.WRONG["no_cache_recomputes"][1]}),
         "generate_with_cache_on_gpt", EDITED_LOCKED_HELPER)

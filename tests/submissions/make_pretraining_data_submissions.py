@@ -63,12 +63,7 @@ def fill(answer_sources=None, written=WRITTEN):
 
 
 def cases() -> dict:
-    c = {}
-    c["untouched"] = release_nb()
-    c["solution_like"] = fill(answers.CORRECT)
-    c["alternative"] = fill(answers.ALTERNATIVE)
-    for task, src in answers.WRONG.items():
-        c[f"wrong_{task}"] = fill({**answers.CORRECT, task: src})
+    c = base.answer_cases(release_nb(), fill, answers)
     # -- broken ------------------------------------------------------------------------------
     c["infinite_loop_function"] = fill({**answers.CORRECT, "redact_pii": LOOPING_PII})
     c["syntax_error_cell"] = fill({**answers.CORRECT, "language_score": SYNTAX_ERROR_LANGUAGE})

@@ -13,7 +13,6 @@ the answers change, and commit the notebooks::
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -79,24 +78,13 @@ def fill(answer_sources=None, written=WRITTEN):
     return base.fill(answer_sources, written=written, nb=release_nb())
 
 
-def edit_cell(nb, grade_id, source):
-    nb = copy.deepcopy(nb)
-    next(c for c in nb.cells if base.gid(c) == grade_id).source = source
-    return nb
-
-
 def cases() -> dict:
-    c = {}
-    c["untouched"] = release_nb()
-    c["solution_like"] = fill(answers.CORRECT)
-    c["alternative"] = fill(answers.ALTERNATIVE)
-    for name, (task, src) in answers.WRONG.items():
-        c[f"wrong_{name}"] = fill({**answers.CORRECT, task: src})
+    c = base.answer_cases(release_nb(), fill, answers)
     # -- broken ------------------------------------------------------------------------------
     c["infinite_loop_function"] = fill({**answers.CORRECT, "cross_entropy": LOOPING_CROSS_ENTROPY})
     c["syntax_error_cell"] = fill({**answers.CORRECT, "mfu": SYNTAX_ERROR_MFU})
     c["calls_reference"] = fill({**answers.CORRECT, **CALLS_REFERENCE})
-    c["edited_locked_cell"] = edit_cell(
+    c["edited_locked_cell"] = base.edit_cell(
         fill({**answers.CORRECT, "accumulate_gradients": answers.WRONG["no_backward"][1]}),
         "accumulate_gradients_on_gpt", EDITED_LOCKED_HELPER)
     c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "lr_at",

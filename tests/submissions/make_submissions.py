@@ -191,6 +191,25 @@ def insert_after(nb, grade_id, source):
     return nb
 
 
+def edit_cell(nb, grade_id, source):
+    """A copy of ``nb`` whose cell ``grade_id`` (a locked one, say) holds ``source``."""
+    nb = copy.deepcopy(nb)
+    next(c for c in nb.cells if gid(c) == grade_id).source = source
+    return nb
+
+
+def answer_cases(release, fill, answers) -> dict:
+    """What every assignment's folder starts with: the untouched release, the solution's
+    answers, the alternative ones, and one notebook per wrong answer of ``answers.WRONG``
+    (``{task: source}`` or ``{name: (task, source)}``) among right ones."""
+    c = {"untouched": release, "solution_like": fill(answers.CORRECT),
+         "alternative": fill(answers.ALTERNATIVE)}
+    for name, wrong in answers.WRONG.items():
+        task, src = wrong if isinstance(wrong, tuple) else (name, wrong)
+        c[f"wrong_{name}"] = fill({**answers.CORRECT, task: src})
+    return c
+
+
 def cases() -> dict:
     c = {}
     c["untouched"] = release_nb()

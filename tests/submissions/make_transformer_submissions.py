@@ -64,12 +64,7 @@ def fill(answer_sources=None, written=WRITTEN):
 
 
 def cases() -> dict:
-    c = {}
-    c["untouched"] = release_nb()
-    c["solution_like"] = fill(answers.CORRECT)
-    c["alternative"] = fill(answers.ALTERNATIVE)
-    for name, (task, src) in answers.WRONG.items():
-        c[f"wrong_{name}"] = fill({**answers.CORRECT, task: src})
+    c = base.answer_cases(release_nb(), fill, answers)
     # -- broken ------------------------------------------------------------------------------
     c["infinite_loop_function"] = fill({**answers.CORRECT, "count_parameters": LOOPING_COUNT})
     c["syntax_error_cell"] = fill({**answers.CORRECT, "block_forward": SYNTAX_ERROR_BLOCK})
