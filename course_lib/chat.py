@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_lib.pipeline import ASSETS, ENDOFTEXT, SPECIAL_TOKENS, VAL_EVERY, course_tokenizer
+from course_lib.pipeline import ASSETS, ENDOFTEXT, VAL_EVERY, course_tokenizer
+from course_lib.world import ASSISTANT_NAME
 
 IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
 CHAT_TOKENS = {IM_START: 4081, IM_SEP: 4082, IM_END: 4083}
@@ -322,13 +323,10 @@ def popular_questions(world=None, texts: list[str] | None = None, top: int = 100
                       held: bool = True) -> list:
     """Fact questions about the ``top`` most-mentioned entities (``held``: only those held out of
     the SFT data; ``False``: only those in it)."""
-    from course_lib.pipeline import corpus_texts, entity_mentions
-    from course_lib.world import fact_questions, make_world
+    from course_lib.pipeline import training_mentions
+    from course_lib.world import fact_questions
 
-    world = world or make_world()
-    if texts is None:
-        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
-    mentions = entity_mentions(world, texts)
+    world, mentions = training_mentions(world, texts)
     popular = {e.name for e in sorted(world.entities,
                                       key=lambda e: (-mentions[e.name], e.rank))[:top]}
     hold = held_out(world)
@@ -339,13 +337,10 @@ def popular_questions(world=None, texts: list[str] | None = None, top: int = 100
 def rare_questions(world=None, texts: list[str] | None = None, n: int = 100) -> list:
     """Fact questions about entities no training document names (held out of SFT too): what
     neither stage could teach."""
-    from course_lib.pipeline import corpus_texts, entity_mentions
-    from course_lib.world import fact_questions, make_world
+    from course_lib.pipeline import training_mentions
+    from course_lib.world import fact_questions
 
-    world = world or make_world()
-    if texts is None:
-        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
-    mentions = entity_mentions(world, texts)
+    world, mentions = training_mentions(world, texts)
     hold = held_out(world)
     qs = [q for q in fact_questions(world) if mentions[q.subject] == 0
           and (q.subject, q.relation) in hold]
@@ -381,15 +376,9 @@ def chat_loop(model=None, tokenizer=None, system: str | None = None, temperature
             convo.pop()
             continue
         convo.append({"role": "assistant", "content": answer or "..."})
-        write(f"{_assistant_name()}> {answer}")
+        write(f"{ASSISTANT_NAME.lower()}> {answer}")
         turn += 1
     return convo
-
-
-def _assistant_name() -> str:
-    from course_lib.world import ASSISTANT_NAME
-
-    return ASSISTANT_NAME.lower()
 
 
 def _main(argv=None):

@@ -152,6 +152,17 @@ def entity_mentions(world, texts: list[str]) -> dict[str, int]:
     return counts
 
 
+def training_mentions(world=None, texts: list[str] | None = None) -> tuple:
+    """``world`` (the course world by default) and how many of ``texts`` name each entity;
+    ``texts`` default to the shipped corpus's training documents (validation split left out)."""
+    from course_lib.world import make_world
+
+    world = world or make_world()
+    if texts is None:
+        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
+    return world, entity_mentions(world, texts)
+
+
 @dataclass
 class FactResult:
     rows: list                   # one dict per fact: entity, rank, mentions, relation, value, ...
@@ -171,12 +182,7 @@ def fact_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
     """Complete every fact sentence of the world (``fact.prompt`` -> ``" " + fact.value``)
     greedily and score it, grouped into deciles of entities by how many training documents of
     the corpus name them (decile 1: the most mentioned tenth)."""
-    from course_lib.world import make_world
-
-    world = world or make_world()
-    if texts is None:
-        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
-    mentions = entity_mentions(world, texts)
+    world, mentions = training_mentions(world, texts)
     facts = [(e, f) for e in world.entities for f in e.all_facts()]
     prompts = [tokenizer.encode(f.prompt) for _, f in facts]
     answers = [tokenizer.encode(" " + f.value) for _, f in facts]
@@ -215,12 +221,7 @@ def few_shot_accuracy(model, tokenizer, world=None, texts: list[str] | None = No
     Returns ``{"ks", "accuracy": {k: share right over all prompts}, "by_relation":
     {"kind/relation": {k: share}}, "sentence": share of the same facts completed from their
     canonical sentence (what the model knows: the ceiling), "examples": {k: one prompt}}``."""
-    from course_lib.world import make_world
-
-    world = world or make_world()
-    if texts is None:
-        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
-    mentions = entity_mentions(world, texts)
+    world, mentions = training_mentions(world, texts)
     rng = random.Random(f"few-shot-{seed}")
     tasks = []  # (k, kind/relation, prompt, answer)
     sentence = []
