@@ -42,6 +42,7 @@ import time
 import tracemalloc
 
 from course_lib import tokenizer as tk
+from course_lib.assets import load_sample_text
 
 TARGETS = {"plain/fast": 50.0, "fast/HF": 10.0, "pure/tiktoken": 50.0}
 
@@ -223,7 +224,7 @@ def load_text(args) -> str:
     if args.text_file:
         text = open(args.text_file, encoding="utf-8").read()
     else:
-        text = tk.load_sample_text()
+        text = load_sample_text()
     return text if args.chars is None else text[:args.chars]
 
 

@@ -29,14 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_lib.pipeline import ASSETS, ENDOFTEXT, VAL_EVERY, course_tokenizer
-from course_lib.world import ASSISTANT_NAME
+from course_lib import assets
+from course_lib.assets import (CHAT_TOKENS, ENDOFTEXT, IM_END, IM_SEP, IM_START, VAL_EVERY,
+                               VOCAB_SIZE)
+from course_lib.data import training_mentions
+from course_lib.generate import _model_device, generate, generate_batch, unknown_ids
+from course_lib.train import write_shard
+from course_lib.world import ASSISTANT_NAME, chat_conversations, fact_questions, make_world
 
-IM_START, IM_SEP, IM_END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
-CHAT_TOKENS = {IM_START: 4081, IM_SEP: 4082, IM_END: 4083}
 ROLES = ("system", "user", "assistant")
-SFT_MODEL_PATH = ASSETS / "sft_model.pt"
-SFT_LOG_PATH = ASSETS / "sft_model.json"
+SFT_MODEL_PATH = assets.path("sft_model.pt", must_exist=False)
+SFT_LOG_PATH = assets.path("sft_model.json", must_exist=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,14 +50,9 @@ SFT_LOG_PATH = ASSETS / "sft_model.json"
 def chat_tokenizer(tokenizer=None):
     """The course tokenizer (or ``tokenizer``) with the chat tokens registered besides
     ``<|endoftext|>``. Returns a new object when tokens had to be added."""
-    import copy
-
-    tok = tokenizer if tokenizer is not None else course_tokenizer()
-    if all(tok.special_tokens.get(t) == i for t, i in CHAT_TOKENS.items()):
-        return tok
-    tok = copy.deepcopy(tok)
-    tok.register_special_tokens(dict(tok.special_tokens) | CHAT_TOKENS)
-    return tok
+    if tokenizer is None:
+        return assets.course_tokenizer(chat=True)
+    return assets.with_special_tokens(tokenizer, CHAT_TOKENS)
 
 
 def check_conversation(conversation, ends_with: str | None = "assistant") -> None:
@@ -178,18 +176,16 @@ def held_out(world) -> frozenset:
 def sft_conversations(world=None, n: int = 6000, seed: int = 0) -> list:
     """The finetuning set: ``world.chat_conversations`` (fact questions outside ``held_out``,
     arithmetic with worked steps, chit-chat, system prompts) with identity conversations."""
-    from course_lib.world import chat_conversations, make_world
 
     world = world or make_world()
     return chat_conversations(world, n, seed, exclude=held_out(world))
 
 
 def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
-                     val_every: int = VAL_EVERY, vocab_size: int = 4096) -> dict:
+                     val_every: int = VAL_EVERY, vocab_size: int = VOCAB_SIZE) -> dict:
     """Write ``train.bin`` and ``val.bin`` (every ``val_every``-th conversation) for
     ``course_lib.train``: each conversation rendered after an ``<|endoftext|>``, with
     ``.mask`` (the loss mask) and ``.starts`` (where each conversation begins) beside it."""
-    from course_lib.train import write_shard
 
     out_dir = Path(out_dir)
     tok = chat_tokenizer(tokenizer)
@@ -220,15 +216,8 @@ def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
 
 
 def sft_model(path: str | Path | None = None, device: str = "cpu"):
-    """The shipped assistant (remake it with ``python -m course_lib.pipeline --from assistant
-    --ship``)."""
-    from course_lib.train import load_model
-
-    path = Path(path or SFT_MODEL_PATH)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; make it with "
-                                "`python -m course_lib.pipeline --from assistant --ship`")
-    return load_model(path, device)
+    """The shipped assistant (``assets.load_model("sft")``), or the model in ``path``."""
+    return assets.load_model(path or "sft", device)
 
 
 def _cut(text: str) -> str:
@@ -243,7 +232,6 @@ def reply(model, tokenizer, conversation, max_new_tokens: int = 150, temperature
           top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> str:
     """The assistant's next message: the conversation (ending with the user) rendered, then
     sampled with chapter 5's ``generate`` (KV cache) until ``<|im_end|>``."""
-    from course_lib.generate import _model_device, generate, unknown_ids
 
     tok = chat_tokenizer(tokenizer)
     device = _model_device(model)
@@ -258,7 +246,6 @@ def reply(model, tokenizer, conversation, max_new_tokens: int = 150, temperature
 
 def replies(model, tokenizer, conversations: list, max_new_tokens: int = 40) -> list[str]:
     """Greedy replies to many conversations at once (``generate_batch``, padded)."""
-    from course_lib.generate import generate_batch
 
     tok = chat_tokenizer(tokenizer)
     eot = tok.special_tokens[ENDOFTEXT]
@@ -287,7 +274,6 @@ def forum_prompt(question: str) -> str:
 
 def base_replies(model, tokenizer, questions: list[str], max_new_tokens: int = 40) -> list[str]:
     """The base model's answers through ``forum_prompt``, cut at the end of the reply's line."""
-    from course_lib.generate import generate_batch
 
     prompts, max_new_tokens = _fit(model, [tokenizer.encode_ordinary(forum_prompt(q))
                                            for q in questions], max_new_tokens)
@@ -323,8 +309,6 @@ def popular_questions(world=None, texts: list[str] | None = None, top: int = 100
                       held: bool = True) -> list:
     """Fact questions about the ``top`` most-mentioned entities (``held``: only those held out of
     the SFT data; ``False``: only those in it)."""
-    from course_lib.pipeline import training_mentions
-    from course_lib.world import fact_questions
 
     world, mentions = training_mentions(world, texts)
     popular = {e.name for e in sorted(world.entities,
@@ -337,8 +321,6 @@ def popular_questions(world=None, texts: list[str] | None = None, top: int = 100
 def rare_questions(world=None, texts: list[str] | None = None, n: int = 100) -> list:
     """Fact questions about entities no training document names (held out of SFT too): what
     neither stage could teach."""
-    from course_lib.pipeline import training_mentions
-    from course_lib.world import fact_questions
 
     world, mentions = training_mentions(world, texts)
     hold = held_out(world)
@@ -394,9 +376,7 @@ def _main(argv=None):
     a = p.parse_args(argv)
     tok = chat_tokenizer()
     if a.base:
-        from course_lib.pipeline import base_model
-
-        model = base_model(a.model)
+        model = assets.load_model(a.model or "base")
         while True:
             try:
                 q = input("you> ").strip()

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import gzip
 import html as _html
-import importlib.resources
 import json
 import random
 import re
 from dataclasses import dataclass
 
+from course_lib import assets
 from course_lib import world as _world
 
 # --------------------------------------------------------------------------------------------
@@ -39,14 +39,7 @@ from course_lib import world as _world
 def load_real_text(lang: str | None = None) -> list[dict]:
     """The real documents that ship with the course (see ``assets/SOURCES.md``): dicts with
     ``id, lang, package, version, licence, title, text``; only ``lang`` ones when given."""
-    path = importlib.resources.files("course_lib") / "assets" / "real_text.jsonl.gz"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            "course_lib/assets/real_text.jsonl.gz is missing; remake it with "
-            "`python course_lib/assets/make_real_text.py` (needs the Debian package registry)"
-        ) from None
+    raw = assets.path("real_text.jsonl.gz").read_bytes()  # needs the Debian package registry
     docs = [json.loads(line) for line in gzip.decompress(raw).decode("utf-8").splitlines()
             if line.strip()]
     return [d for d in docs if lang is None or d["lang"] == lang]

@@ -42,6 +42,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from course_lib import assets
+
 # Not a stage: the real text the language identifier learns from. It lives with the crawl so
 # that students may call it from their own code (course_lib.data is the graded reference).
 from course_lib.crawl import language_training_texts  # noqa: F401
@@ -743,19 +745,33 @@ def write_corpus(corpus, path: str | Path) -> Path:
     return path
 
 
-CORPUS_PATH = Path(__file__).parent / "assets" / "corpus.parquet"
+CORPUS_PATH = assets.path("corpus.parquet", must_exist=False)
+load_corpus = assets.load_corpus  # where chapter 1's pages look for it
 
 
-def load_corpus(path: str | Path | None = None):
-    """The cleaned pretraining corpus that ships with the course (a ``datasets.Dataset``);
-    remake it with ``python -m course_lib.data``."""
-    import datasets
+def corpus_texts(corpus=None) -> list[str]:
+    """The documents of the cleaned corpus (the shipped one by default)."""
+    return list((corpus if corpus is not None else load_corpus())["text"])
 
-    path = Path(path or CORPUS_PATH)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; make it with `python -m course_lib.data "
-                                f"--out {path}`")
-    return datasets.Dataset.from_parquet(str(path))
+
+def entity_mentions(world, texts: list[str]) -> dict[str, int]:
+    """How many documents of ``texts`` name each entity of the world (its full name)."""
+    counts = {}
+    for e in world.entities:
+        counts[e.name] = sum(e.name in t for t in texts)
+    return counts
+
+
+def training_mentions(world=None, texts: list[str] | None = None) -> tuple:
+    """``world`` (the course world by default) and how many of ``texts`` name each entity;
+    ``texts`` default to the shipped corpus's training documents (validation split left out)."""
+    from course_lib.world import make_world
+
+    world = world or make_world()
+    if texts is None:
+        texts = [t for i, t in enumerate(corpus_texts()) if i % assets.VAL_EVERY]
+    return world, entity_mentions(world, texts)
+
 
 
 FINEWEB_NAME = "HuggingFaceFW/fineweb"

@@ -23,37 +23,29 @@ chapters add their stages to ``STAGES``.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+from course_lib import assets
+from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
+from course_lib.data import corpus_texts, entity_mentions, training_mentions  # noqa: F401
+from course_lib.evals import (FactResult, digit_addition_accuracy, fact_accuracy,  # noqa: F401
+                              few_shot_accuracy, sum_accuracy)
+from course_lib.train import (export_model, load_config, load_model,  # noqa: F401
+                              parse_overrides, prepare_course_data, train)
 
-ASSETS = Path(__file__).parent / "assets"
-TOKENIZER_PATH = ASSETS / "course_tokenizer.model"
-BASE_MODEL_PATH = ASSETS / "base_model.pt"
-BASE_LOG_PATH = ASSETS / "base_model.json"
-VOCAB_SIZE = 4096                     # the model's embedding rows
-ORDINARY_VOCAB = 4080                 # bytes + merges
-ENDOFTEXT = "<|endoftext|>"
-SPECIAL_TOKENS = {ENDOFTEXT: ORDINARY_VOCAB}  # 4081..4095: free for chapter 6's chat tokens
-VAL_EVERY = 50                        # every 50th document is validation
+# shipped files and token ids live in course_lib.assets; these names stay for the pages
+ASSETS = assets.ASSETS_DIR
+TOKENIZER_PATH = assets.path("course_tokenizer.model", must_exist=False)
+BASE_MODEL_PATH = assets.path("base_model.pt", must_exist=False)
+BASE_LOG_PATH = assets.path("base_model.json", must_exist=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # The tokenizer and the token shards
 # ---------------------------------------------------------------------------------------------
-
-def corpus_texts(corpus=None) -> list[str]:
-    """The documents of the cleaned corpus (the shipped one by default)."""
-    from course_lib.data import load_corpus
-
-    return list((corpus if corpus is not None else load_corpus())["text"])
-
 
 def train_course_tokenizer(texts: list[str], vocab_size: int = ORDINARY_VOCAB):
     """Learn the course's BPE on the corpus (GPT-4's split pattern), then add ``<|endoftext|>``."""
@@ -66,218 +58,13 @@ def train_course_tokenizer(texts: list[str], vocab_size: int = ORDINARY_VOCAB):
 
 
 def course_tokenizer(path: str | Path | None = None):
-    """The shipped course tokenizer; remake it with ``python -m course_lib.pipeline --ship``."""
-    from course_lib.tokenizer import Tokenizer
-
-    path = Path(path or TOKENIZER_PATH)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; make it with "
-                                "`python -m course_lib.pipeline --ship`")
-    return Tokenizer.load(path)
-
-
-def prepare_course_data(tokenizer, out_dir: str | Path, texts: list[str] | None = None,
-                        val_every: int = VAL_EVERY) -> dict:
-    """Tokenize the corpus into ``train.bin`` and ``val.bin`` (each document followed by
-    ``<|endoftext|>``, as GPT-2's data was) and write ``meta.json``."""
-    from course_lib.train import write_shard
-
-    texts = corpus_texts() if texts is None else texts
-    enc = tokenizer.to_tiktoken()  # the same ids, a fast encoder
-    eot = tokenizer.special_tokens[ENDOFTEXT]
-    ids = enc.encode_ordinary_batch(texts)
-    split = {"train": [], "val": []}
-    for i, doc in enumerate(ids):
-        split["val" if i % val_every == 0 else "train"].extend(doc + [eot])
-    out_dir = Path(out_dir)
-    meta = {"documents": len(texts), "vocab_size": VOCAB_SIZE,
-            "bytes": sum(len(t.encode("utf-8")) for t in texts)}
-    for name, seq in split.items():
-        write_shard(np.array(seq, dtype=np.int64), out_dir / f"{name}.bin", VOCAB_SIZE)
-        meta[f"{name}_tokens"] = len(seq)
-    meta["bytes_per_token"] = meta["bytes"] / (meta["train_tokens"] + meta["val_tokens"])
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
-    return meta
+    """The shipped course tokenizer (``assets.course_tokenizer``), or the one in ``path``."""
+    return assets.course_tokenizer(path_=path)
 
 
 def base_model(path: str | Path | None = None, device: str = "cpu"):
-    """The shipped base model (a ``course_lib.model.GPT`` in eval mode)."""
-    from course_lib.train import load_model
-
-    path = Path(path or BASE_MODEL_PATH)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; make it with "
-                                "`python -m course_lib.pipeline --ship`")
-    return load_model(path, device)
-
-
-# ---------------------------------------------------------------------------------------------
-# What the base model knows
-# ---------------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def _greedy_matches(model, prompts: list[list[int]], answers: list[list[int]],
-                    batch_size: int = 64) -> tuple[list[bool], list[float]]:
-    """For each (prompt, answer) pair: would greedy decoding after the prompt produce exactly the
-    answer's tokens (checked in one forward pass, teacher-forced), and the answer's log-prob."""
-    model.eval()
-    device = next(model.parameters()).device
-    ok, logp = [], []
-    block = model.config.block_size
-    for i in range(0, len(prompts), batch_size):
-        seqs = [(p + a)[-block - 1:] for p, a in zip(prompts[i:i + batch_size],
-                                                      answers[i:i + batch_size])]
-        n_ans = [len(a) for a in answers[i:i + batch_size]]
-        T = max(len(s) for s in seqs) - 1
-        x = torch.zeros(len(seqs), T, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            x[r, :len(s) - 1] = torch.tensor(s[:-1])
-        logits, _ = model(x.to(device))
-        logprobs = logits.float().log_softmax(-1).cpu()
-        for r, s in enumerate(seqs):
-            L = len(s) - 1
-            pos = torch.arange(L - n_ans[r], L)
-            target = torch.tensor(s[-n_ans[r]:])
-            lp = logprobs[r, pos]
-            ok.append(bool((lp.argmax(-1) == target).all()))
-            logp.append(float(lp.gather(1, target[:, None]).sum()))
-    return ok, logp
-
-
-def entity_mentions(world, texts: list[str]) -> dict[str, int]:
-    """How many documents of ``texts`` name each entity of the world (its full name)."""
-    counts = {}
-    for e in world.entities:
-        counts[e.name] = sum(e.name in t for t in texts)
-    return counts
-
-
-def training_mentions(world=None, texts: list[str] | None = None) -> tuple:
-    """``world`` (the course world by default) and how many of ``texts`` name each entity;
-    ``texts`` default to the shipped corpus's training documents (validation split left out)."""
-    from course_lib.world import make_world
-
-    world = world or make_world()
-    if texts is None:
-        texts = [t for i, t in enumerate(corpus_texts()) if i % VAL_EVERY]
-    return world, entity_mentions(world, texts)
-
-
-@dataclass
-class FactResult:
-    rows: list                   # one dict per fact: entity, rank, mentions, relation, value, ...
-    deciles: list                # (decile, mentions range, n facts, accuracy); decile 1 = most
-    chance: float                # accuracy of always guessing the commonest value of a relation
-    accuracy: float = field(default=0.0)
-
-    def table(self) -> str:
-        lines = ["| decile | mentions | facts | accuracy |", "|---|---|---|---|"]
-        for d, (lo, hi), n, acc in self.deciles:
-            lines.append(f"| {d} | {lo}-{hi} | {n} | {acc:.0%} |")
-        return "\n".join(lines)
-
-
-def fact_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
-                  batch_size: int = 64) -> FactResult:
-    """Complete every fact sentence of the world (``fact.prompt`` -> ``" " + fact.value``)
-    greedily and score it, grouped into deciles of entities by how many training documents of
-    the corpus name them (decile 1: the most mentioned tenth)."""
-    world, mentions = training_mentions(world, texts)
-    facts = [(e, f) for e in world.entities for f in e.all_facts()]
-    prompts = [tokenizer.encode(f.prompt) for _, f in facts]
-    answers = [tokenizer.encode(" " + f.value) for _, f in facts]
-    ok, logp = _greedy_matches(model, prompts, answers, batch_size)
-    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
-    decile_of = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
-    rows = [{"entity": e.name, "kind": e.kind, "rank": e.rank, "mentions": mentions[e.name],
-             "decile": decile_of[e.name], "relation": f.relation, "value": f.value,
-             "prompt": f.prompt, "correct": c, "logprob": lp}
-            for (e, f), c, lp in zip(facts, ok, logp)]
-    deciles = []
-    for d in range(1, 11):
-        rs = [r for r in rows if r["decile"] == d]
-        m = [r["mentions"] for r in rs]
-        deciles.append((d, (min(m), max(m)), len(rs), sum(r["correct"] for r in rs) / len(rs)))
-    by_rel = Counter((r["kind"], r["relation"]) for r in rows)
-    common = Counter((r["kind"], r["relation"], r["value"]) for r in rows)
-    best = {}
-    for (k, rel, _), n in common.items():
-        best[(k, rel)] = max(best.get((k, rel), 0), n)
-    chance = sum(best[(r["kind"], r["relation"])] / by_rel[(r["kind"], r["relation"])]
-                 for r in rows) / len(rows)
-    return FactResult(rows, deciles, chance, sum(ok) / len(ok))
-
-
-def few_shot_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
-                      ks: tuple = (0, 1, 2, 4, 8), top: int = 40, seed: int = 0,
-                      batch_size: int = 64) -> dict:
-    """In-context learning, measured. A task is one relation of the world ("favourite colour");
-    its prompt holds ``k`` examples in the corpus's table format, ``name: value; `` for other
-    entities, and then ``query name:``, with nothing saying which relation is asked: only the
-    examples do. For
-    each relation, the ``top`` most-mentioned entities of its kind are asked (examples drawn from
-    the same ones). Right means greedy decoding gives exactly `` value``.
-
-    Returns ``{"ks", "accuracy": {k: share right over all prompts}, "by_relation":
-    {"kind/relation": {k: share}}, "sentence": share of the same facts completed from their
-    canonical sentence (what the model knows: the ceiling), "examples": {k: one prompt}}``."""
-    world, mentions = training_mentions(world, texts)
-    rng = random.Random(f"few-shot-{seed}")
-    tasks = []  # (k, kind/relation, prompt, answer)
-    sentence = []
-    for kind in sorted({e.kind for e in world.entities}):
-        pool = sorted(world.of_kind(kind), key=lambda e: (-mentions[e.name], e.rank))[:top]
-        for relation in sorted(pool[0].facts):
-            for q in pool:
-                sentence.append((tokenizer.encode(q.fact(relation).prompt),
-                                 tokenizer.encode(" " + q.facts[relation])))
-                others = [e for e in pool if e is not q]
-                for k in ks:
-                    shots = rng.sample(others, k)
-                    prompt = "".join(f"{e.name}: {e.facts[relation]}; " for e in shots)
-                    tasks.append((k, f"{kind}/{relation}", prompt + f"{q.name}:",
-                                  " " + q.facts[relation]))
-    ok, _ = _greedy_matches(model, [tokenizer.encode(t[2]) for t in tasks],
-                            [tokenizer.encode(t[3]) for t in tasks], batch_size)
-    known, _ = _greedy_matches(model, [p for p, _ in sentence], [a for _, a in sentence],
-                               batch_size)
-    by_rel, acc = {}, {}
-    for k in ks:
-        acc[k] = sum(c for t, c in zip(tasks, ok) if t[0] == k) / sum(t[0] == k for t in tasks)
-    for (k, rel, _, _), c in zip(tasks, ok):
-        by_rel.setdefault(rel, {}).setdefault(k, []).append(c)
-    by_rel = {rel: {k: sum(v) / len(v) for k, v in d.items()} for rel, d in by_rel.items()}
-    examples = {}
-    for t in tasks:
-        examples.setdefault(t[0], t[2])
-    return {"ks": list(ks), "accuracy": acc, "by_relation": by_rel,
-            "sentence": sum(known) / len(known), "examples": examples}
-
-
-def digit_addition_accuracy(model, tokenizer) -> dict:
-    """Adding two digits as the corpus's worked solutions do ("In the ones place we add 7 and 5
-    and get" -> " 12"), over all 100 pairs; chance is guessing uniformly among the 19 sums."""
-    pairs = [(x, y) for x in range(10) for y in range(10)]
-    prompts = [tokenizer.encode(f"In the ones place we add {x} and {y} and get") for x, y in pairs]
-    answers = [tokenizer.encode(f" {x + y}") for x, y in pairs]
-    ok, _ = _greedy_matches(model, prompts, answers)
-    return {"accuracy": sum(ok) / len(ok), "chance": 1 / 19, "n": len(ok),
-            "wrong": [f"{x}+{y}" for (x, y), c in zip(pairs, ok) if not c]}
-
-
-def sum_accuracy(model, tokenizer, n: int = 200, seed: int = 0, max_value: int = 100) -> dict:
-    """Whole sums with no worked steps ("So the sum of 23 and 45 is" -> " 68"), a and b drawn
-    below ``max_value``: harder than digits, since the corpus only states such sums after working
-    them out. Chance: the probability that a sum of the same kind equals it."""
-    rng = random.Random(seed)
-    pairs = [(rng.randrange(2, max_value), rng.randrange(2, max_value)) for _ in range(n)]
-    prompts = [tokenizer.encode(f"So the sum of {a} and {b} is") for a, b in pairs]
-    answers = [tokenizer.encode(f" {a + b}") for a, b in pairs]
-    ok, _ = _greedy_matches(model, prompts, answers)
-    sums = Counter(a + b for a in range(2, max_value) for b in range(2, max_value))
-    total = sum(sums.values())
-    chance = sum((c / total) ** 2 for c in sums.values())
-    return {"accuracy": sum(ok) / n, "chance": chance, "n": n}
+    """The shipped base model (``assets.load_model("base")``), or the model in ``path``."""
+    return assets.load_model(path or "base", device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +138,6 @@ def stage_tokenizer(ch: Chain):
 
 def stage_base_model(ch: Chain):
     from course_lib.model import flops_per_token
-    from course_lib.train import export_model, load_config, train
 
     overrides = {"data_dir": str(ch.out / "data"), "out_dir": str(ch.out / "base")}
     if ch.quick:
@@ -408,7 +194,6 @@ def stage_assistant(ch: Chain):
     measure questions about popular facts the finetuning data never asked, base model through a
     forum prompt vs the assistant, plus identity and rare entities."""
     from course_lib import chat
-    from course_lib.train import export_model, load_config, train
     from course_lib.world import ASSISTANT_NAME, make_world
 
     base_path = ch.out / "base_model.pt"
@@ -548,7 +333,6 @@ def _main(argv=None):
     p.add_argument("--ship", action="store_true",
                    help="copy the tokenizer, model, log and report card into course_lib/assets")
     args = p.parse_args(argv)
-    from course_lib.train import parse_overrides
 
     ch = run_chain(args.out, args.start, args.quick, threads=args.threads, config=args.config,
                    overrides=parse_overrides(args.set))

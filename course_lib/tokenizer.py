@@ -739,11 +739,3 @@ def tokens_html(tokenizer, text: str, allowed_special="all") -> str:
     body = ('<div style="font-family:monospace;font-size:14px;line-height:1.9;'
             'white-space:normal;word-break:break-all">' + "".join(spans) + "</div>")
     return '<div class="token-view">' + header + body + "</div>"
-
-
-def load_sample_text(n_chars: int | None = None) -> str:
-    """The real English text that ships with the course (the Python Language Reference and
-    standard-library docstrings, ~1 MB); ``n_chars`` keeps only the start."""
-    source = importlib.resources.files("course_lib") / "assets" / "sample_text.txt.gz"
-    text = gzip.decompress(source.read_bytes()).decode("utf-8")
-    return text if n_chars is None else text[:n_chars]

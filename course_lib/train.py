@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_lib import assets, data
+from course_lib.assets import VOCAB_SIZE, export_model, load_model  # noqa: F401 (re-exported)
+
 
 def write_shard(ids, path: str | Path, vocab_size: int) -> Path:
     """Save token ids as a flat binary file: uint16 when the vocabulary fits, else uint32."""
@@ -38,6 +41,28 @@ def write_shard(ids, path: str | Path, vocab_size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr.astype(dtype).tofile(path)
     return path
+
+
+def prepare_course_data(tokenizer, out_dir: str | Path, texts: list[str] | None = None,
+                        val_every: int = assets.VAL_EVERY) -> dict:
+    """Tokenize the corpus into ``train.bin`` and ``val.bin`` (each document followed by
+    ``<|endoftext|>``, as GPT-2's data was) and write ``meta.json``."""
+    texts = data.corpus_texts() if texts is None else texts
+    enc = tokenizer.to_tiktoken()  # the same ids, a fast encoder
+    eot = tokenizer.special_tokens[assets.ENDOFTEXT]
+    ids = enc.encode_ordinary_batch(texts)
+    split = {"train": [], "val": []}
+    for i, doc in enumerate(ids):
+        split["val" if i % val_every == 0 else "train"].extend(doc + [eot])
+    out_dir = Path(out_dir)
+    meta = {"documents": len(texts), "vocab_size": VOCAB_SIZE,
+            "bytes": sum(len(t.encode("utf-8")) for t in texts)}
+    for name, seq in split.items():
+        write_shard(np.array(seq, dtype=np.int64), out_dir / f"{name}.bin", VOCAB_SIZE)
+        meta[f"{name}_tokens"] = len(seq)
+    meta["bytes_per_token"] = meta["bytes"] / (meta["train_tokens"] + meta["val_tokens"])
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
 
 
 class TokenShards:
@@ -172,7 +197,7 @@ class TrainConfig:
     n_head: int = 6
     n_embd: int = 192
     block_size: int = 256
-    vocab_size: int = 4096
+    vocab_size: int = VOCAB_SIZE
     dropout: float = 0.0
     bias: bool = True
     # the data: token shards (``prepare_course_data`` or ``prepare_fineweb`` writes them)
@@ -331,36 +356,6 @@ def save_checkpoint(path: str | Path, model, optimizer, step: int, generator: to
     torch.save(state, tmp)
     tmp.replace(path)
     return path
-
-
-def export_model(model, path: str | Path, meta: dict | None = None) -> Path:
-    """The weights alone (float32) with the model's shape, for inference: what ships."""
-    raw = getattr(model, "module", model)
-    raw = getattr(raw, "_orig_mod", raw)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().float().cpu().contiguous() for k, v in raw.state_dict().items()
-               if k != "lm_head.weight"}  # tied to transformer.wte.weight
-    torch.save({"config": dataclasses.asdict(raw.config), "model": weights,
-                "meta": meta or {}}, path)
-    return path
-
-
-def load_model(path: str | Path, device: str = "cpu"):
-    """A ``GPT`` from ``export_model``'s file or a training checkpoint (``weights_only``: a
-    checkpoint file cannot run code when loaded)."""
-    from course_lib.model import GPT, GPTConfig
-
-    state = torch.load(path, map_location=device, weights_only=True)
-    cfg = state["config"]
-    if "data_dir" in cfg:  # a training checkpoint holds the TrainConfig
-        cfg = dataclasses.asdict(TrainConfig(**cfg).model_config())
-    model = GPT(GPTConfig(**cfg)).to(device)
-    weights = dict(state["model"])
-    weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
-    model.load_state_dict(weights)
-    model.eval()
-    return model
 
 
 @dataclass
@@ -619,17 +614,13 @@ def _main(argv=None):
             meta = prepare_fineweb(args.fineweb or None, args.out, args.max_docs,
                                    encoding=args.encoding)
         else:
-            from course_lib.pipeline import course_tokenizer, prepare_course_data
-
-            meta = prepare_course_data(course_tokenizer(), args.out)
+            meta = prepare_course_data(assets.course_tokenizer(), args.out)
         print(json.dumps(meta, indent=1))
         return
     cfg = load_config(args.config, **parse_overrides(args.set))
     tokenizer = None
-    if cfg.vocab_size == 4096:
-        from course_lib.pipeline import course_tokenizer
-
-        tokenizer = course_tokenizer()
+    if cfg.vocab_size == VOCAB_SIZE:
+        tokenizer = assets.course_tokenizer()
     elif cfg.vocab_size >= 50257:
         import tiktoken
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course_lib import pipeline as P
+from course_lib import evals as E
 from course_lib import train as T
 
 
@@ -57,10 +58,10 @@ def test_greedy_check_agrees_with_generating(model, tok):
     for prompt in prompts:
         text = T.sample_text(model, tok, prompt, max_new_tokens=3, temperature=0)
         ids = tok.encode(text)[len(tok.encode(prompt)):]
-        ok, _ = P._greedy_matches(model, [tok.encode(prompt)], [ids])
+        ok, _ = E._greedy_matches(model, [tok.encode(prompt)], [ids])
         assert ok == [True]
         wrong = ids[:-1] + [(ids[-1] + 1) % 4000]
-        assert P._greedy_matches(model, [tok.encode(prompt)], [wrong])[0] == [False]
+        assert E._greedy_matches(model, [tok.encode(prompt)], [wrong])[0] == [False]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import tiktoken.load
 import tiktoken.registry
 
 from course_lib import tokenizer as tk
+from course_lib.assets import load_sample_text
 from course_lib.tokenizer import (
     GPT4_SPECIAL_TOKENS,
     GPT4_SPLIT_PATTERN,
@@ -101,7 +102,7 @@ def tiktoken_built():
     return tk.cl100k_base()
 
 
-TRAIN_TEXT = tk.load_sample_text(60_000) + "\n" + "".join(TEXTS.values())
+TRAIN_TEXT = load_sample_text(60_000) + "\n" + "".join(TEXTS.values())
 SPECIALS = {"<|endoftext|>": 1000, "<|user|>": 1001}
 
 
@@ -183,13 +184,13 @@ def test_gpt4_matches_tiktoken_on_random_strings(gpt4, tiktoken_cached):
 
 
 def test_gpt4_matches_tiktoken_on_the_sample_text(gpt4, tiktoken_built):
-    text = tk.load_sample_text(30_000)
+    text = load_sample_text(30_000)
     assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text)
 
 
 @pytest.mark.slow
 def test_gpt4_matches_tiktoken_on_the_whole_sample_text(gpt4, tiktoken_built):
-    text = tk.load_sample_text()
+    text = load_sample_text()
     assert gpt4.encode_ordinary(text) == tiktoken_built.encode_ordinary(text)
 
 
@@ -373,14 +374,14 @@ def test_fast_and_plain_on_random_texts():
 
 
 def test_fast_and_plain_on_sample_text():
-    chunks = RegexTokenizer()._chunks(tk.load_sample_text(20_000))
+    chunks = RegexTokenizer()._chunks(load_sample_text(20_000))
     assert train_fast(chunks, 300) == train_plain(chunks, 300)
     assert list(train_fast(chunks, 300).items()) == list(train_plain(chunks, 300).items())
 
 
 @pytest.mark.slow
 def test_fast_and_plain_on_larger_text():
-    text = tk.load_sample_text(60_000)
+    text = load_sample_text(60_000)
     for chunks in (RegexTokenizer()._chunks(text), [text[:10_000]]):
         assert list(train_fast(chunks, 340).items()) == list(train_plain(chunks, 340).items())
 
@@ -409,7 +410,7 @@ def test_training_keeps_registered_special_tokens():
 
 
 def test_merges_compress_the_text(trained):
-    text = tk.load_sample_text(5_000)
+    text = load_sample_text(5_000)
     for tok in trained.values():
         assert len(tok.encode(text)) < 0.7 * len(text.encode())
 
@@ -425,7 +426,7 @@ def test_to_tiktoken_gives_the_same_ids(trained, kind):
     enc = tok.to_tiktoken("course_test")
     assert isinstance(enc, tiktoken.Encoding) and enc.name == "course_test"
     assert enc.n_vocab == max(tok.vocab) + 1
-    for text in list(TEXTS.values()) + random_texts(150, seed=5) + [tk.load_sample_text(5000)]:
+    for text in list(TEXTS.values()) + random_texts(150, seed=5) + [load_sample_text(5000)]:
         assert enc.encode(text, disallowed_special=()) == tok.encode(text, disallowed_special=())
         assert enc.decode(tok.encode(text, disallowed_special=())) == text
 
@@ -613,8 +614,8 @@ def test_tokens_html(gpt4, tiktoken_built, trained):
 
 
 def test_load_sample_text():
-    text = tk.load_sample_text()
-    assert len(text.encode()) > 900_000 and tk.load_sample_text(100) == text[:100]
+    text = load_sample_text()
+    assert len(text.encode()) > 900_000 and load_sample_text(100) == text[:100]
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,7 +628,7 @@ def test_fast_trainer_speed():
     """In the spirit of CS336's BPE speed test (133 KB at vocab 500 in under 1.5 s)."""
     import time
 
-    text = tk.load_sample_text(133_000)
+    text = load_sample_text(133_000)
     tok = RegexTokenizer()
     start = time.perf_counter()
     tok.train(text, 500)
