@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import gzip
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def path(name: str, must_exist: bool = True) -> Path:
     if name not in FILES:
         raise KeyError(f"{name!r} is not a shipped file; the course ships {sorted(FILES)}")
     p = ASSETS_DIR / name
+    if must_exist:
+        sys.audit("course_lib.asset", str(p))  # the release record notes what grading opens
     if must_exist and not p.exists():
         raise FileNotFoundError(f"{p} does not exist; make it with `{FILES[name]}`")
     return p
@@ -98,6 +101,7 @@ def _given_or_shipped(given, name: str) -> Path:
     if given is None:
         return path(name)
     p = Path(given)
+    sys.audit("course_lib.asset", str(p.resolve()))
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist (the shipped one is {ASSETS_DIR / name}, "
                                 f"made by `{FILES[name]}`)")

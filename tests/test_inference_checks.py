@@ -155,7 +155,7 @@ def test_the_reference_ids_are_what_the_cached_loop_gives(seed):
     loop's, on every case: no case hangs on an argmax that float rounding could flip."""
     for case in checks.task_cases(I.TASKS["generate_with_cache"], seed=seed, n_random=6):
         naive = I.reference_generate_with_cache_on_gpt(*case)
-        cached = I._on_seeded_gpt(G.generate_with_cache, *case, guard=False)
+        cached = I.on_seeded_gpt(G.generate_with_cache, *case)
         assert torch.equal(naive["ids"], cached["ids"])
         assert cached["positions_read"] == naive["positions_read"]
 

@@ -14,7 +14,17 @@ what the instructor's grade is based on.
 A student's function that merely calls the reference is caught: while the student's function
 runs, the code of every reference function is swapped for code that raises ``ReferenceCalled``
 (``poison_references``); aliases such as ``get_stats = course_lib.tokenizer.get_stats`` are
-caught too, because they share the function object whose code was swapped.
+caught too, because they share the function object whose code was swapped. This is the one way
+to forbid the reference: a task names the modules that are off limits (``Task.references``);
+in a library module every function is, in a grading module its ``reference_*`` functions; the
+functions a student may use are listed in ``Task.allowed`` (``"module:function"``), and
+functions behind a decorator (``@torch.no_grad()``) are poisoned through ``__wrapped__``.
+
+An assignment's grading module declares its tasks and nothing else (cases, comparators, hints):
+``ASSIGNMENT = Assignment(TASKS, ...)`` makes the ``check_NAME`` functions its test cells call
+(``checks.check_NAME(function, seed=..., n_random=..., cases=[...])``) and is what the verifier
+reads. Shared comparators (``close_tensor``, ``close_number``) and the seeded-model helpers
+(``one_thread``, ``seeded_gpt``) live here once.
 """
 
 from __future__ import annotations
@@ -209,17 +219,32 @@ def _poisoned_code(fn: types.FunctionType):
     return ns["_f"].__code__
 
 
-def reference_functions(module_names) -> list[types.FunctionType]:
-    """Every plain function and method defined in the named modules (the references)."""
+def _is_grading_module(name: str) -> bool:
+    return name.startswith("course_lib.grading.")
+
+
+def reference_functions(module_names, allowed=()) -> list[types.FunctionType]:
+    """The functions a student's code may not call while it is checked: every plain function
+    and method defined in the named library modules, the ``reference_*`` functions of a named
+    grading module (its other functions are the harness a locked cell calls), the functions a
+    decorator wraps (``__wrapped__``), but none named in ``allowed`` (``"module:function"``)."""
+    allowed = set(allowed)
     found = []
     for name in module_names:
         module = importlib.import_module(name)
         module.__dict__.setdefault("__course_reference_called__", ReferenceCalled)
-        for obj in list(vars(module).values()):
+        grading = _is_grading_module(name)
+        for key, obj in list(vars(module).items()):
+            if f"{name}:{key}" in allowed or (grading and not key.startswith("reference_")):
+                continue
             candidates = []
             if isinstance(obj, types.FunctionType) and obj.__module__ == name:
                 candidates.append(obj)
-            elif isinstance(obj, type) and obj.__module__ == name:
+                wrapped = getattr(obj, "__wrapped__", None)
+                while isinstance(wrapped, types.FunctionType):  # behind a decorator
+                    candidates.append(wrapped)
+                    wrapped = getattr(wrapped, "__wrapped__", None)
+            elif isinstance(obj, type) and obj.__module__ == name and not grading:
                 for attr in vars(obj).values():
                     if isinstance(attr, (staticmethod, classmethod)):
                         attr = attr.__func__
@@ -227,7 +252,9 @@ def reference_functions(module_names) -> list[types.FunctionType]:
                         candidates.append(attr)
             for fn in candidates:
                 # swapping code needs the same free variables; methods using super() keep theirs
-                if not fn.__code__.co_freevars and fn not in found:
+                if (not fn.__code__.co_freevars and fn not in found
+                        and fn.__module__ == name):
+                    fn.__globals__.setdefault("__course_reference_called__", ReferenceCalled)
                     found.append(fn)
     return found
 
@@ -256,9 +283,10 @@ def substituted(fn: Callable, substitute: dict):
 
 
 @contextlib.contextmanager
-def poison_references(module_names):
-    """While active, calling any reference function raises ``ReferenceCalled``."""
-    fns = reference_functions(module_names)
+def poison_references(module_names, allowed=()):
+    """While active, calling any reference function (``reference_functions``) raises
+    ``ReferenceCalled``."""
+    fns = reference_functions(module_names, allowed)
     saved = [(fn, fn.__code__) for fn in fns]
     try:
         for fn, _ in saved:
@@ -313,6 +341,8 @@ class Task:
     # helper of that name is replaced by a trusted one, so that one mistake (a wrong
     # ``attention``) does not also cost the marks of a task built on it (``block_forward``)
     substitute: dict = field(default_factory=dict)
+    # "module:function"s of ``references`` that a student may call (``chat_tokenizer``)
+    allowed: tuple = ()
 
 
 def expected_data(task: Task, args: tuple):
@@ -359,7 +389,7 @@ def call_outcome(task: Task, fn: Callable, args: tuple) -> dict:
     seeds set; the result as a ``judge`` outcome."""
     seed_everything(0)
     try:
-        with substituted(fn, task.substitute), poison_references(task.references):
+        with substituted(fn, task.substitute), poison_references(task.references, task.allowed):
             value = fn(*copy.deepcopy(args))
         return {"ok": True, "value": to_data(value)}
     except ReferenceCalled as e:
@@ -422,3 +452,132 @@ def judge_all(task: Task, cases: list, values: list) -> str | None:
 def as_args(extra) -> list[tuple]:
     """Literal cases from a test cell (lists of arguments) as argument tuples."""
     return [tuple(c) for c in (extra or [])]
+
+
+# --------------------------------------------------------------------------------------------
+# An assignment, declared
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Assignment:
+    """An assignment's grading as a declaration: its tasks (``{check name: Task}``; the test
+    cell calls ``check_<name>``), the modules whose functions a student may not call, the
+    functions of those a student may call anyway, and the modules its test inputs are built
+    with (the sandbox imports them before the student's code runs). ``references`` and
+    ``allowed`` fill in the tasks that do not name their own. The verifier reads this object,
+    and ``checks()`` makes the test cells' ``check_NAME`` functions from it."""
+
+    tasks: dict
+    references: tuple = ()
+    allowed: tuple = ()
+    depends: tuple = ()
+
+    def __post_init__(self):
+        for key, task in self.tasks.items():
+            if not isinstance(task, Task):
+                raise TypeError(f"task {key!r} is a {type(task).__name__}, not a Task")
+            if not task.references:
+                task.references = tuple(self.references)
+            task.allowed = tuple(task.allowed) + tuple(a for a in self.allowed
+                                                       if a not in task.allowed)
+            for a in task.allowed:
+                if ":" not in a:
+                    raise ValueError(f"allowed entry {a!r} of task {key!r}: write it as "
+                                     "'module:function'")
+
+    def task(self, check_name: str) -> Task:
+        """The task a test cell's ``check_NAME`` grades."""
+        key = check_name[len("check_"):] if check_name.startswith("check_") else None
+        if key not in self.tasks:
+            raise ValueError(f"no check {check_name}; this assignment has "
+                             f"{', '.join(f'check_{k}' for k in self.tasks)}")
+        return self.tasks[key]
+
+    def checks(self) -> dict:
+        """``{"check_NAME": function}``: what a grading module exports for its test cells."""
+        return {f"check_{key}": _make_check(key, task) for key, task in self.tasks.items()}
+
+
+def _make_check(key: str, task: Task):
+    def check(function, seed=0, n_random=None, cases=None):
+        __tracebackhide__ = True
+        run_check(task, function, seed, n_random, cases)
+
+    check.__name__ = check.__qualname__ = f"check_{key}"
+    check.__doc__ = (f"Test cell check for ``{task.name}``: compares it with the course's "
+                     f"reference on fixed and seeded random inputs (``seed``, ``n_random``) and "
+                     f"the literal ``cases``; raises AssertionError at the first difference.")
+    return check
+
+
+# --------------------------------------------------------------------------------------------
+# Shared comparators and model helpers
+# --------------------------------------------------------------------------------------------
+
+
+def close_tensor(expected, actual, rtol=1e-4, atol=1e-5, what=None, nonfinite=None):
+    """None when ``actual`` is a tensor equal to ``expected`` within the tolerance, else what
+    differs (the worst element for its own tolerance). ``what`` names the value in messages
+    ("the loss"); ``nonfinite`` replaces the message for inf or nan values."""
+    import torch
+
+    it = f"{what} is " if what else ""
+    if not isinstance(actual, torch.Tensor):
+        return f"{it}a {type(actual).__name__} instead of a torch.Tensor"
+    expected = torch.as_tensor(expected)
+    if tuple(actual.shape) != tuple(expected.shape):
+        return (f"{what + ' has ' if what else ''}shape {tuple(actual.shape)} instead of "
+                f"{tuple(expected.shape)}")
+    actual = actual.to(expected.dtype)
+    if not torch.isfinite(actual).all():
+        return nonfinite or f"{what or 'the result'} has inf or nan values"
+    if not torch.allclose(actual, expected, rtol=rtol, atol=atol):
+        diff = (actual - expected).abs()
+        excess = diff - (atol + rtol * expected.abs())  # how far past its own tolerance
+        where = tuple(int(i) for i in torch.nonzero(excess == excess.max())[0])
+        at = f" at {where}" if where else ""
+        return (f"{what + ' differs' if what else 'values differ'} by up to "
+                f"{diff.max().item():.3g} (worst, for its tolerance{at}: "
+                f"{actual[where].item():.6g} instead of {expected[where].item():.6g})")
+    return None
+
+
+def close_number(expected, actual, rel=1e-9, abs_=0.0, what="the result"):
+    """None when ``actual`` is a finite number (or a one-element tensor) close to ``expected``."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(actual, torch.Tensor) and actual.numel() == 1:
+        actual = actual.item()
+    if isinstance(actual, bool) or not isinstance(actual, (int, float)):
+        return f"{what} is a {type(actual).__name__} instead of a number"
+    if not math.isfinite(actual):
+        return f"{what} is {actual}"
+    if not math.isclose(actual, expected, rel_tol=rel, abs_tol=abs_):
+        return f"{what} is {actual!r} instead of {expected!r}"
+    return None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread meanwhile: for the tiny models of the checks, one thread is many
+    times faster than several on a busy machine (and the result does not depend on the count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def seeded_gpt(config: dict, seed: int):
+    """``GPT(GPTConfig(**config))`` with weights drawn after ``torch.manual_seed(seed)``, without
+    disturbing the global generator: the same model in the sandbox and in the verifier."""
+    import torch
+
+    from course_lib.model import GPT, GPTConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT(GPTConfig(**config))

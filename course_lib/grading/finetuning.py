@@ -26,34 +26,26 @@ and flat ``(N, V)`` logits, large-magnitude logits (an ``exp`` without the max s
 overflows), masks of every density (one 1, all 1s, rows with unequal counts), long and bool masks.
 
 While the student's function runs, every function of ``course_lib.chat`` but ``chat_tokenizer``
-and ``check_conversation`` (which the student may use) raises ``ReferenceCalled``, and so do the
-references here (``_poison_chat``): the locked cells do it, since the task-level poisoning works
-by module and would take those two away too.
+and ``check_conversation`` (which the student may use: ``ALLOWED``) raises ``ReferenceCalled``, and
+so do the ``reference_*`` functions here: the task-level poisoning of ``checks``, with its
+allow-list.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import random
-import types
 
 import torch
 
 from course_lib import chat as _chat
-from course_lib.grading.checks import (
-    ReferenceCalled,
-    Task,
-    _poisoned_code,
-    as_args,
-    run_check,
-    short,
-)
+from course_lib.grading.checks import Assignment, Task, as_args, short
 
-# the reference module and the tokenizer: their hashes go into the release record (the
-# tokenizer is loaded through course_lib.pipeline, which changes often and is left out)
-DEPENDS = ("course_lib.chat", "course_lib.tokenizer")
-ALLOWED = ("chat_tokenizer", "check_conversation")  # of course_lib.chat, for the student to use
+# off limits while a student's function runs: every function of course_lib.chat but ALLOWED,
+# and the reference_* functions here (the locked cells' on_chat_tokenizer / on_logits work)
+REFERENCES = ("course_lib.chat", "course_lib.grading.finetuning")
+ALLOWED = ("course_lib.chat:chat_tokenizer", "course_lib.chat:check_conversation")
+DEPENDS = ("course_lib.tokenizer",)  # the chat tokenizer the inputs are encoded with
 LOSS_RTOL, LOSS_ATOL = 1e-4, 1e-5
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-6
 
@@ -64,38 +56,6 @@ def _tokenizer():
     if not _TOKENIZER:
         _TOKENIZER.append(_chat.chat_tokenizer())
     return _TOKENIZER[0]
-
-
-# -- poisoning -----------------------------------------------------------------------------------
-
-
-def _poisonable():
-    """The functions a student's code may not call: course_lib.chat's (but ALLOWED) and the
-    references of this module."""
-    fns = []
-    here = globals()
-    for module, keep in ((_chat, lambda n: n not in ALLOWED),
-                         (None, lambda n: n.startswith(("reference_", "_reference")))):
-        space = vars(module) if module is not None else here
-        name = module.__name__ if module is not None else __name__
-        space.setdefault("__course_reference_called__", ReferenceCalled)
-        for key, f in list(space.items()):
-            if (isinstance(f, types.FunctionType) and f.__module__ == name and keep(key)
-                    and not f.__code__.co_freevars):
-                fns.append(f)
-    return fns
-
-
-@contextlib.contextmanager
-def _poison_chat():
-    saved = [(f, f.__code__) for f in _poisonable()]
-    try:
-        for f, _ in saved:
-            f.__code__ = _poisoned_code(f)
-        yield
-    finally:
-        for f, code in saved:
-            f.__code__ = code
 
 
 def _raised(e: ValueError) -> dict:
@@ -109,17 +69,12 @@ def on_chat_tokenizer(render_conversation, conversation):
     """Call ``render_conversation(conversation, chat_tokenizer())``, with the references of
     ``course_lib.chat`` off limits; return ``{"ids", "mask"}`` (what it returned), or
     ``{"raised": "ValueError", "message"}`` when it raised a ``ValueError``."""
-    return _render_on(render_conversation, conversation, guard=True)
-
-
-def _render_on(render_conversation, conversation, guard):
     tok = copy.deepcopy(_tokenizer())  # a fresh one each call: what one call does to it stays there
     conversation = copy.deepcopy(conversation)
-    with _poison_chat() if guard else contextlib.nullcontext():
-        try:
-            out = render_conversation(conversation, tok)
-        except ValueError as e:
-            return _raised(e)
+    try:
+        out = render_conversation(conversation, tok)
+    except ValueError as e:
+        return _raised(e)
     if isinstance(out, (tuple, list)) and len(out) == 2:
         ids, mask = out
         return {"ids": ids, "mask": mask}
@@ -130,30 +85,25 @@ def on_logits(masked_cross_entropy, logits, targets, mask):
     """Call ``masked_cross_entropy(logits, targets, mask)`` on a copy of ``logits`` that requires
     a gradient and run ``backward`` on the result; return ``{"loss": the result (detached),
     "grad": the gradient of the logits, or None}``, or ``{"raised": "ValueError", "message"}``."""
-    return _loss_on(masked_cross_entropy, logits, targets, mask, guard=True)
-
-
-def _loss_on(masked_cross_entropy, logits, targets, mask, guard):
     x = logits.detach().clone().requires_grad_(True)
-    with _poison_chat() if guard else contextlib.nullcontext():
-        try:
-            loss = masked_cross_entropy(x, targets.clone(), mask.clone())
-        except ValueError as e:
-            return _raised(e)
-        if (isinstance(loss, torch.Tensor) and loss.requires_grad and loss.numel() == 1
-                and loss.is_floating_point()):
-            loss.backward()
+    try:
+        loss = masked_cross_entropy(x, targets.clone(), mask.clone())
+    except ValueError as e:
+        return _raised(e)
+    if (isinstance(loss, torch.Tensor) and loss.requires_grad and loss.numel() == 1
+            and loss.is_floating_point()):
+        loss.backward()
     if isinstance(loss, torch.Tensor):
         loss = loss.detach()
     return {"loss": loss, "grad": x.grad}
 
 
 def reference_render_with_chat_tokenizer(conversation):
-    return _render_on(_chat.render_conversation, conversation, guard=False)
+    return on_chat_tokenizer(_chat.render_conversation, conversation)
 
 
 def reference_masked_cross_entropy_with_grad(logits, targets, mask):
-    return _loss_on(_chat.masked_cross_entropy, logits, targets, mask, guard=False)
+    return on_logits(_chat.masked_cross_entropy, logits, targets, mask)
 
 
 # -- cases: conversations -------------------------------------------------------------------------
@@ -496,21 +446,6 @@ TASKS = {
              "return nll[keep].mean()"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES, allowed=ALLOWED, depends=DEPENDS)
+globals().update(ASSIGNMENT.checks())  # check_render_conversation, check_masked_cross_entropy
 
-def check_render_conversation(render_with_chat_tokenizer, seed=0, n_random=None, cases=None):
-    """Test cell check for ``render_conversation(conversation, tokenizer)``, called through the
-    notebook's ``render_with_chat_tokenizer(conversation)`` (see ``on_chat_tokenizer``)."""
-    __tracebackhide__ = True
-    run_check(TASKS["render_conversation"], render_with_chat_tokenizer, seed, n_random, cases)
-
-
-def check_masked_cross_entropy(masked_cross_entropy_with_grad, seed=0, n_random=None,
-                               cases=None):
-    """Test cell check for ``masked_cross_entropy(logits, targets, mask)``, called through the
-    notebook's ``masked_cross_entropy_with_grad(logits, targets, mask)`` (see ``on_logits``)."""
-    __tracebackhide__ = True
-    run_check(TASKS["masked_cross_entropy"], masked_cross_entropy_with_grad, seed, n_random,
-              cases)
-
-
-CHECKS = {f"check_{name}": name for name in TASKS}

@@ -110,24 +110,32 @@ def nbgrader(args: list, cwd: Path) -> subprocess.CompletedProcess:
 
 def release(course: Course, assignments: list[str] | None = None) -> list[str]:
     """Regenerate ``assignments/`` from ``solutions/`` with ``nbgrader generate_assignment`` and
-    record the hashes of the ``course_lib`` files each assignment is graded with."""
+    write each assignment's release record (what its grading depends on, ``record``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     names = assignments or sorted(p.name for p in course.source_dir.iterdir()
                                   if p.is_dir() and list(p.glob("*.ipynb")))
     for a in names:
-        src = course.source(a)
-        verify.graded_cells(nbformat.read(src, as_version=4))  # test cells must be gradable
-        with tempfile.TemporaryDirectory() as tmp:
-            # a throwaway gradebook: releasing must not touch the instructor's grades
-            nbgrader(["generate_assignment", a, "--force",
-                      f"--CourseDirectory.db_url=sqlite:///{tmp}/gradebook.db"], cwd=course.root)
-        course.manifest_path(a).write_text(json.dumps(manifest(src), indent=1) + "\n")
+        verify.graded_cells(nbformat.read(course.source(a), as_version=4))  # must be gradable
+    # the records are traced in processes of their own, meanwhile
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        records = {a: pool.submit(manifest, course.source(a)) for a in names}
+        for a in names:
+            with tempfile.TemporaryDirectory() as tmp:
+                # a throwaway gradebook: releasing must not touch the instructor's grades
+                nbgrader(["generate_assignment", a, "--force",
+                          f"--CourseDirectory.db_url=sqlite:///{tmp}/gradebook.db"],
+                         cwd=course.root)
+        for a in names:
+            course.manifest_path(a).write_text(json.dumps(records[a].result(), indent=1) + "\n")
     return names
 
 
 def manifest(source_path: Path) -> dict:
-    _, modules = verify.sandbox_calls(nbformat.read(source_path, as_version=4))
-    root = Path(verify.manifest_files([])[0]).parents[1]
-    return {"course_lib": verify.hash_files(verify.manifest_files(modules), root)}
+    """The release record: what grading ``source_path`` depends on (``record.release_record``)."""
+    from course_lib.grading import record
+
+    return record.release_record(source_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -230,7 +230,8 @@ def main():
                 alarm_limit[0] = call["timeout"]
                 try:
                     signal.setitimer(signal.ITIMER_REAL, call["timeout"])
-                    with _substituted(fn, call.get("substitute")), _poison(call["references"]):
+                    with _substituted(fn, call.get("substitute")), _poison(call["references"],
+                                                                         call.get("allowed", ())):
                         value = fn(*args)
                     signal.setitimer(signal.ITIMER_REAL, 0)
                     result.update(ok=True, value=_to_data(value))

@@ -46,22 +46,18 @@ tiny float differences between a cached and a full forward never change an argma
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import types
 
 import torch
 
 from course_lib import generate as _generate
-from course_lib import model as _model
-from course_lib.grading.checks import (ReferenceCalled, Task, _poisoned_code, as_args,
-                                       run_check)
+from course_lib.grading.checks import Assignment, Task, as_args, one_thread, seeded_gpt
 
+# off limits while a student's function runs: course_lib.generate (decorated functions such as
+# generate_with_cache too) and the reference_* functions here; the model, the KV cache and the
+# locked cells' on_generator / on_seeded_gpt keep working
 REFERENCES = ("course_lib.generate", "course_lib.grading.inference")
-# while sample and generate_with_cache run, the model, the KV cache and on_generator /
-# on_seeded_gpt (here) must work; course_lib.generate alone is off limits
-LOOP_REFERENCES = ("course_lib.generate",)
 DEPENDS = ("course_lib.model",)  # generate_with_cache's inputs are GPTs built with it
 # sample's own calls of the filters get the trusted ones: a wrong top_k_filter costs its task only
 SAMPLE_SUBSTITUTE = {"apply_temperature": "course_lib.generate:apply_temperature",
@@ -91,74 +87,37 @@ def on_generator(sample, logits, temperature, top_k, top_p, seed, n):
     ``torch.Generator().manual_seed(seed)``: ``"draws"``. Then, on each row repeated
     ``SMALL`` times, twice with ``seed + 1`` (``"seeded_twice"``) and once with ``seed + 2``
     (``"other_seed"``). Returns what each call returned."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-
     def draw(rows, s):
         return sample(logits.repeat_interleave(rows, dim=0), temperature, top_k, top_p,
                       torch.Generator().manual_seed(s))
 
-    try:
+    with one_thread():
         return {"draws": draw(n, seed),
                 "seeded_twice": (draw(SMALL, seed + 1), draw(SMALL, seed + 1)),
                 "other_seed": draw(SMALL, seed + 2)}
-    finally:
-        torch.set_num_threads(threads)
 
 
 def reference_sample_with_seed(logits, temperature, top_k, top_p, seed, n):
     return on_generator(_generate.sample, logits, temperature, top_k, top_p, seed, n)
 
 
-@contextlib.contextmanager
-def _poison_decorated():
-    """``poison_references`` skips functions behind a decorator (``@torch.no_grad()`` makes a
-    closure): poison the functions they wrap (``generate_with_cache``, ``generate_naive``,
-    ``generate``, ...) too while a student's loop runs."""
-    fns = [f.__wrapped__ for f in vars(_generate).values()
-           if isinstance(getattr(f, "__wrapped__", None), types.FunctionType)
-           and f.__wrapped__.__module__ == _generate.__name__
-           and not f.__wrapped__.__code__.co_freevars]
-    vars(_generate).setdefault("__course_reference_called__", ReferenceCalled)
-    saved = [(fn, fn.__code__) for fn in fns]
-    try:
-        for fn, _ in saved:
-            fn.__code__ = _poisoned_code(fn)
-        yield
-    finally:
-        for fn, code in saved:
-            fn.__code__ = code
-
-
 def on_seeded_gpt(generate_with_cache, config, seed, ids, max_new_tokens):
     """Call ``generate_with_cache(model, ids, max_new_tokens)`` on ``GPT(GPTConfig(**config))``
     whose weights are drawn with ``torch.manual_seed(seed)``; return ``{"ids": what it returned,
     "positions_read": how many token positions the model's embedding read}``. The course's
-    generation functions are off limits meanwhile."""
-    return _on_seeded_gpt(generate_with_cache, config, seed, ids, max_new_tokens, guard=True)
-
-
-def _on_seeded_gpt(generate_with_cache, config, seed, ids, max_new_tokens, guard):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    generation functions are off limits meanwhile (the task's references)."""
     read = [0]
 
     def count(module, inputs):
         read[0] += inputs[0].numel()
 
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = _model.GPT(_model.GPTConfig(**config))
-        model.eval()
+    with one_thread():
+        model = seeded_gpt(config, seed).eval()
         hook = model.transformer.wte.register_forward_pre_hook(count)
         try:
-            with _poison_decorated() if guard else contextlib.nullcontext():
-                out = generate_with_cache(model, ids.clone(), max_new_tokens)
+            out = generate_with_cache(model, ids.clone(), max_new_tokens)
         finally:
             hook.remove()
-    finally:
-        torch.set_num_threads(threads)
     return {"ids": out, "positions_read": read[0]}
 
 
@@ -169,7 +128,7 @@ def _naive_greedy(model, ids, max_new_tokens):
 def reference_generate_with_cache_on_gpt(config, seed, ids, max_new_tokens):
     """The naive greedy loop's ids, and what a cached loop reads: the prompt once, then one
     position per new token but the last."""
-    out = _on_seeded_gpt(_naive_greedy, config, seed, ids, max_new_tokens, guard=False)
+    out = on_seeded_gpt(_naive_greedy, config, seed, ids, max_new_tokens)
     out["positions_read"] = ids.numel() + ids.size(0) * (max_new_tokens - 1)
     return out
 
@@ -448,21 +407,14 @@ def _gen_config(rng, block_size):
 
 def _greedy_ok(config, seed, ids, max_new_tokens):
     """The naive greedy loop's top two logits are GREEDY_MARGIN apart at every step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small: one thread is many times faster on a busy machine
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = _model.GPT(_model.GPTConfig(**config)).eval()
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                logits, _ = model(ids)
-                top = logits[:, -1].topk(2, dim=-1).values
-                if ((top[:, 0] - top[:, 1]) < GREEDY_MARGIN).any():
-                    return False
-                ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.no_grad():
+        model = seeded_gpt(config, seed).eval()
+        for _ in range(max_new_tokens):
+            logits, _ = model(ids)
+            top = logits[:, -1].topk(2, dim=-1).values
+            if ((top[:, 0] - top[:, 1]) < GREEDY_MARGIN).any():
+                return False
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return True
 
 
@@ -543,53 +495,20 @@ TASKS = {
              "the mask back in the original order (scatter) and fill -inf; p None or >= 1: all"),
     "sample": Task(
         "sample_with_seed", reference_sample_with_seed, _sample_cases,
-        references=LOOP_REFERENCES, compare_case=_compare_sample, timeout=20.0,
+        compare_case=_compare_sample, timeout=20.0,
         substitute=SAMPLE_SUBSTITUTE,
         hint="temperature 0: logits.argmax(dim=-1); otherwise apply_temperature, then "
              "top_k_filter, then top_p_filter, softmax, and torch.multinomial(probs, 1, "
              "generator=generator)[:, 0]: one id per row, shape (B,)"),
     "generate_with_cache": Task(
         "generate_with_cache_on_gpt", reference_generate_with_cache_on_gpt, _generate_cases,
-        references=LOOP_REFERENCES, compare_case=_compare_generate, timeout=20.0,
+        compare_case=_compare_generate, timeout=20.0,
         hint="cache = KVCache(model.config.n_layer); logits, _ = model(ids, cache=cache) once; "
              "then for each step: the argmax of logits[:, -1] is the next token (B, 1); feed "
              "only it: model(nxt, cache=cache, pos=torch.tensor([ids.size(1) + step])); return "
              "torch.cat of the prompt and the new tokens, (B, T + max_new_tokens)"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES, depends=DEPENDS)
+globals().update(ASSIGNMENT.checks())  # check_apply_temperature, check_top_k_filter, check_top_p_filter, check_sample, check_generate_with_cache
 
-def check_apply_temperature(apply_temperature, seed=0, n_random=None, cases=None):
-    """Test cell check for ``apply_temperature(logits, t)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["apply_temperature"], apply_temperature, seed, n_random, cases)
-
-
-def check_top_k_filter(top_k_filter, seed=0, n_random=None, cases=None):
-    """Test cell check for ``top_k_filter(logits, k)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["top_k_filter"], top_k_filter, seed, n_random, cases)
-
-
-def check_top_p_filter(top_p_filter, seed=0, n_random=None, cases=None):
-    """Test cell check for ``top_p_filter(logits, p)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["top_p_filter"], top_p_filter, seed, n_random, cases)
-
-
-def check_sample(sample_with_seed, seed=0, n_random=None, cases=None):
-    """Test cell check for ``sample(logits, temperature, top_k, top_p, generator)``, called
-    through the notebook's ``sample_with_seed(logits, temperature, top_k, top_p, seed, n)``
-    (see ``on_generator``)."""
-    __tracebackhide__ = True
-    run_check(TASKS["sample"], sample_with_seed, seed, n_random, cases)
-
-
-def check_generate_with_cache(generate_with_cache_on_gpt, seed=0, n_random=None, cases=None):
-    """Test cell check for ``generate_with_cache(model, ids, max_new_tokens)``, called through
-    the notebook's ``generate_with_cache_on_gpt(config, seed, ids, max_new_tokens)`` (see
-    ``on_seeded_gpt``)."""
-    __tracebackhide__ = True
-    run_check(TASKS["generate_with_cache"], generate_with_cache_on_gpt, seed, n_random, cases)
-
-
-CHECKS = {f"check_{name}": name for name in TASKS}

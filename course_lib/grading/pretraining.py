@@ -33,12 +33,13 @@ import torch
 
 from course_lib import model as _model
 from course_lib import train as _train
-from course_lib.grading.checks import Task, as_args, run_check
+from course_lib.grading.checks import (Assignment, Task, as_args, close_number, close_tensor,
+                                       one_thread, seeded_gpt)
 
 REFERENCES = ("course_lib.train", "course_lib.model", "course_lib.grading.pretraining")
-# while accumulate_gradients runs, GPT.forward (course_lib.model) and on_fresh_gpt (here) must
-# work; course_lib.train alone is off limits
-ACCUMULATE_REFERENCES = ("course_lib.train",)
+# while accumulate_gradients runs, GPT.forward (course_lib.model) must work: course_lib.train and
+# the reference_* functions here are off limits (on_fresh_gpt, the locked cell's helper, is not)
+ACCUMULATE_REFERENCES = ("course_lib.train", "course_lib.grading.pretraining")
 DEPENDS = ("course_lib.model",)  # accumulate_gradients' inputs are GPTs built with it
 
 
@@ -54,16 +55,10 @@ def on_fresh_gpt(accumulate_gradients, config, seed, batches):
     """Call ``accumulate_gradients(model, batches)`` on a fresh ``GPT(GPTConfig(**config))``
     whose weights are drawn with ``torch.manual_seed(seed)`` and whose gradients are unset;
     return ``{"loss": what it returned, "grads": {parameter name: .grad or None}}``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tensors this small: one thread is 10-30x faster on a busy machine
-    try:
-        with torch.random.fork_rng(devices=[]):  # GPT's init draws from the global generator
-            torch.manual_seed(seed)
-            model = _model.GPT(_model.GPTConfig(**config))
+    with one_thread():
+        model = seeded_gpt(config, seed)
         model.zero_grad(set_to_none=True)
         loss = accumulate_gradients(model, [tuple(b) for b in batches])
-    finally:
-        torch.set_num_threads(threads)
     return {"loss": loss, "grads": {name: None if p.grad is None else p.grad.detach().clone()
                                     for name, p in model.named_parameters()}}
 
@@ -128,24 +123,7 @@ def _cross_entropy_cases(seed=0, n_random=8, extra=None):
     return fixed + out + as_args(extra)
 
 
-def _close_tensor(expected, actual, rtol=1e-4, atol=1e-5, what="the result"):
-    """None when ``actual`` is a tensor equal to ``expected`` within the tolerance."""
-    if not isinstance(actual, torch.Tensor):
-        return f"{what} is a {type(actual).__name__} instead of a torch.Tensor"
-    expected = torch.as_tensor(expected)
-    if tuple(actual.shape) != tuple(expected.shape):
-        return f"{what} has shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
-    actual = actual.to(expected.dtype)
-    if not torch.isfinite(actual).all():
-        return f"{what} has inf or nan values"
-    if not torch.allclose(actual, expected, rtol=rtol, atol=atol):
-        diff = (actual - expected).abs()
-        excess = diff - (atol + rtol * expected.abs())  # how far past its own tolerance
-        where = tuple(int(i) for i in torch.nonzero(excess == excess.max())[0])
-        at = f" at {where}" if where else ""
-        return (f"{what} differs by up to {diff.max().item():.3g} (worst, for its tolerance{at}: "
-                f"{actual[where].item():.6g} instead of {expected[where].item():.6g})")
-    return None
+_close_tensor = close_tensor
 
 
 def _compare_cross_entropy(args, expected, actual):
@@ -178,16 +156,7 @@ def _lr_cases(seed=0, n_random=12, extra=None):
     return fixed + out + as_args(extra)
 
 
-def _close_number(expected, actual, rel=1e-9, abs_=0.0, what="the result"):
-    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
-        actual = actual.item()
-    if isinstance(actual, bool) or not isinstance(actual, (int, float)):
-        return f"{what} is a {type(actual).__name__} instead of a number"
-    if not math.isfinite(actual):
-        return f"{what} is {actual}"
-    if not math.isclose(actual, expected, rel_tol=rel, abs_tol=abs_):
-        return f"{what} is {actual!r} instead of {expected!r}"
-    return None
+_close_number = close_number
 
 
 def _compare_lr(args, expected, actual):
@@ -349,36 +318,6 @@ TASKS = {
              "for a real run"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES, depends=DEPENDS)
+globals().update(ASSIGNMENT.checks())  # check_cross_entropy, check_lr_at, check_accumulate_gradients, check_flops_per_token, check_mfu
 
-def check_cross_entropy(cross_entropy, seed=0, n_random=None, cases=None):
-    """Test cell check for ``cross_entropy(logits, targets, ignore_index=-100)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["cross_entropy"], cross_entropy, seed, n_random, cases)
-
-
-def check_lr_at(lr_at, seed=0, n_random=None, cases=None):
-    """Test cell check for ``lr_at(step, max_lr, min_lr, warmup_steps, total_steps)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["lr_at"], lr_at, seed, n_random, cases)
-
-
-def check_accumulate_gradients(accumulate_gradients_on_gpt, seed=0, n_random=None, cases=None):
-    """Test cell check for ``accumulate_gradients(model, batches)``, called through the
-    notebook's ``accumulate_gradients_on_gpt(config, seed, batches)`` (see ``on_fresh_gpt``)."""
-    __tracebackhide__ = True
-    run_check(TASKS["accumulate_gradients"], accumulate_gradients_on_gpt, seed, n_random, cases)
-
-
-def check_flops_per_token(flops_per_token, seed=0, n_random=None, cases=None):
-    """Test cell check for ``flops_per_token(n_params, n_layer, d_model, seq_len)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["flops_per_token"], flops_per_token, seed, n_random, cases)
-
-
-def check_mfu(mfu, seed=0, n_random=None, cases=None):
-    """Test cell check for ``mfu(tokens_per_s, flops_per_token, peak_flops)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["mfu"], mfu, seed, n_random, cases)
-
-
-CHECKS = {f"check_{name}": name for name in TASKS}

@@ -26,7 +26,7 @@ from html.parser import HTMLParser
 from course_lib import crawl as _crawl
 from course_lib import data as _data
 from course_lib import world as _world
-from course_lib.grading.checks import Task, as_args, run_check
+from course_lib.grading.checks import Assignment, Task, as_args
 
 REFERENCES = ("course_lib.data", "course_lib.grading.pretraining_data")
 DEPENDS = ("course_lib.crawl", "course_lib.world")  # the test inputs are made with these
@@ -400,41 +400,6 @@ TASKS = {
              "+1, with <PHONE>"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES, depends=DEPENDS)
+globals().update(ASSIGNMENT.checks())  # check_extract_text, check_language_score, check_minhash_signature, check_estimated_jaccard, check_near_duplicate_pairs, check_redact_pii
 
-def check_extract_text(extract_text, seed=0, n_random=None, cases=None):
-    """Test cell check for ``extract_text(html)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["extract_text"], extract_text, seed, n_random, cases)
-
-
-def check_language_score(language_score, seed=0, n_random=None, cases=None):
-    """Test cell check for ``language_score(text, lang)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["language_score"], language_score, seed, n_random, cases)
-
-
-def check_minhash_signature(minhash_signature, seed=0, n_random=None, cases=None):
-    """Test cell check for ``minhash_signature(text, num_perm, ngram, seed)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["minhash_signature"], minhash_signature, seed, n_random, cases)
-
-
-def check_estimated_jaccard(estimated_jaccard, seed=0, n_random=None, cases=None):
-    """Test cell check for ``estimated_jaccard(sig_a, sig_b)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["estimated_jaccard"], estimated_jaccard, seed, n_random, cases)
-
-
-def check_near_duplicate_pairs(near_duplicate_pairs, seed=0, n_random=None, cases=None):
-    """Test cell check for ``near_duplicate_pairs(docs, threshold)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["near_duplicate_pairs"], near_duplicate_pairs, seed, n_random, cases)
-
-
-def check_redact_pii(redact_pii, seed=0, n_random=None, cases=None):
-    """Test cell check for ``redact_pii(text)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["redact_pii"], redact_pii, seed, n_random, cases)
-
-
-CHECKS = {f"check_{name}": name for name in TASKS}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 
 from course_lib import tokenizer as _tok
-from course_lib.grading.checks import Task, as_args, run_check
+from course_lib.grading.checks import Assignment, Task, as_args
 
 REFERENCES = ("course_lib.tokenizer", "course_lib.grading.tokenization")
 
@@ -152,36 +152,6 @@ TASKS = {
                         ".decode('utf-8', errors='replace')"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES)
+globals().update(ASSIGNMENT.checks())  # check_get_stats, check_merge, check_train_bpe, check_encode, check_decode
 
-def check_get_stats(get_stats, seed=0, n_random=None, cases=None):
-    """Test cell check for ``get_stats(ids)``."""
-    __tracebackhide__ = True  # IPython shows the student the message, not our frames
-    run_check(TASKS["get_stats"], get_stats, seed, n_random, cases)
-
-
-def check_merge(merge, seed=0, n_random=None, cases=None):
-    """Test cell check for ``merge(ids, pair, idx)``."""
-    __tracebackhide__ = True  # IPython shows the student the message, not our frames
-    run_check(TASKS["merge"], merge, seed, n_random, cases)
-
-
-def check_train_bpe(train_bpe, seed=0, n_random=None, cases=None):
-    """Test cell check for ``train_bpe(text, vocab_size)``."""
-    __tracebackhide__ = True  # IPython shows the student the message, not our frames
-    run_check(TASKS["train_bpe"], train_bpe, seed, n_random, cases)
-
-
-def check_encode(encode, seed=0, n_random=None, cases=None):
-    """Test cell check for ``encode(text, merges)``."""
-    __tracebackhide__ = True  # IPython shows the student the message, not our frames
-    run_check(TASKS["encode"], encode, seed, n_random, cases)
-
-
-def check_decode(decode, seed=0, n_random=None, cases=None):
-    """Test cell check for ``decode(ids, merges)``."""
-    __tracebackhide__ = True  # IPython shows the student the message, not our frames
-    run_check(TASKS["decode"], decode, seed, n_random, cases)
-
-
-# check function name -> task; the grader reads test cells through this table
-CHECKS = {f"check_{name}": name for name in TASKS}

@@ -22,7 +22,7 @@ import random
 import torch
 
 from course_lib import model as _model
-from course_lib.grading.checks import Task, as_args, run_check
+from course_lib.grading.checks import Assignment, Task, as_args, close_tensor
 
 REFERENCES = ("course_lib.model", "course_lib.grading.transformer")
 
@@ -103,61 +103,29 @@ def _count_cases(seed=0, n_random=8, extra=None):
 
 
 def _close(args, expected, actual):
-    if not isinstance(actual, torch.Tensor):
-        return f"a {type(actual).__name__} instead of a torch.Tensor"
-    expected = torch.as_tensor(expected)
-    if tuple(actual.shape) != tuple(expected.shape):
-        return f"shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
-    actual = actual.to(expected.dtype)
-    if not torch.isfinite(actual).all():
-        return ("the result has inf or nan values (a softmax row whose scores are all -inf, "
-                "e.g. a mask that hides the diagonal? an exp of large scores?)")
-    if not torch.allclose(actual, expected, rtol=1e-4, atol=1e-5):
-        diff = (actual - expected).abs()
-        excess = diff - (1e-5 + 1e-4 * expected.abs())  # how far past its own tolerance
-        where = tuple(int(i) for i in torch.nonzero(excess == excess.max())[0])
-        return (f"values differ by up to {diff.max().item():.3g} (worst, for its tolerance, at {where}: "
-                f"{actual[where].item():.6g} instead of {expected[where].item():.6g})")
-    return None
+    return close_tensor(expected, actual, rtol=1e-4, atol=1e-5, nonfinite=(
+        "the result has inf or nan values (a softmax row whose scores are all -inf, e.g. a mask "
+        "that hides the diagonal? an exp of large scores?)"))
 
 
 TASKS = {
     "attention": Task(
-        "attention", reference_attention, _attention_cases, references=REFERENCES,
-        compare_case=_close,
+        "attention", reference_attention, _attention_cases, compare_case=_close,
         hint="scores = q @ k.transpose(-2, -1) / sqrt(D); with causal, set the scores above the "
              "diagonal (future positions) to -inf before a softmax over the last axis; then "
              "multiply by v"),
     "block_forward": Task(
-        "block_forward", reference_block_forward, _block_cases, references=REFERENCES,
-        compare_case=_close, substitute={"attention": "course_lib.model:attention"},
+        "block_forward", reference_block_forward, _block_cases, compare_case=_close,
+        substitute={"attention": "course_lib.model:attention"},
         hint="pre-LayerNorm: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)); heads split the "
              "channels (C // n_head each); the MLP uses GELU with approximate='tanh'"),
     "count_parameters": Task(
-        "count_parameters", reference_count_parameters, _count_cases, references=REFERENCES,
+        "count_parameters", reference_count_parameters, _count_cases,
         hint="token and position embeddings; per block two LayerNorms (weight and bias), "
              "c_attn (C x 3C + 3C), c_proj (C x C + C), c_fc (C x 4C + 4C), mlp c_proj "
              "(4C x C + C); a final LayerNorm; the output matrix only when not tied"),
 }
 
+ASSIGNMENT = Assignment(TASKS, references=REFERENCES)
+globals().update(ASSIGNMENT.checks())  # check_attention, check_block_forward, check_count_parameters
 
-def check_attention(attention, seed=0, n_random=None, cases=None):
-    """Test cell check for ``attention(q, k, v, causal=True)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["attention"], attention, seed, n_random, cases)
-
-
-def check_block_forward(block_forward, seed=0, n_random=None, cases=None):
-    """Test cell check for ``block_forward(x, params)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["block_forward"], block_forward, seed, n_random, cases)
-
-
-def check_count_parameters(count_parameters, seed=0, n_random=None, cases=None):
-    """Test cell check for ``count_parameters(n_layer, n_head, d_model, vocab_size,
-    block_size, tied=True)``."""
-    __tracebackhide__ = True
-    run_check(TASKS["count_parameters"], count_parameters, seed, n_random, cases)
-
-
-CHECKS = {f"check_{name}": name for name in TASKS}

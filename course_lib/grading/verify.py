@@ -83,18 +83,29 @@ def graded_cells(source_nb) -> list[GradedCell]:
     return out
 
 
+def assignment_of(module_name: str):
+    """The ``Assignment`` a grading module declares (its ``ASSIGNMENT``)."""
+    from course_lib.grading.checks import Assignment
+
+    module = importlib.import_module(module_name)
+    found = getattr(module, "ASSIGNMENT", None)
+    if not isinstance(found, Assignment):
+        raise ValueError(f"{module_name} declares no ASSIGNMENT = checks.Assignment(...); a test "
+                         "cell's checks must come from an assignment's grading module")
+    return found
+
+
 def resolve(call: CheckCall):
-    """The ``Task`` a check call grades, and the argument tuples it uses."""
-    module = importlib.import_module(call.module)
-    if call.check not in getattr(module, "CHECKS", {}):
-        raise ValueError(f"{call.module} has no check {call.check}")
-    task = module.TASKS[module.CHECKS[call.check]]
+    """The ``Assignment`` a check call belongs to, the ``Task`` it grades and the argument tuples
+    it uses."""
+    assignment = assignment_of(call.module)
+    task = assignment.task(call.check)
     kw = dict(call.kwargs)
     unknown = set(kw) - {"seed", "n_random", "cases"}
     if unknown:
         raise ValueError(f"{call.check}: unknown argument(s) {sorted(unknown)}")
     cases = task_cases(task, **kw)
-    return module, task, cases
+    return assignment, task, cases
 
 
 def sandbox_calls(source_nb) -> tuple[list, list]:
@@ -105,13 +116,13 @@ def sandbox_calls(source_nb) -> tuple[list, list]:
     calls, modules = [], []
     for cell in graded_cells(source_nb):
         for call in cell.calls:
-            module, task, cases = resolve(call)
+            assignment, task, cases = resolve(call)
             calls.append({"task": f"{cell.grade_id}:{len(calls)}", "function": call.function,
                           "cases": [[to_data(a) for a in args] for args in cases],
                           "timeout": task.timeout, "references": list(task.references),
-                          "substitute": dict(task.substitute)})
+                          "allowed": list(task.allowed), "substitute": dict(task.substitute)})
             trusted = [t.split(":")[0] for t in task.substitute.values()]
-            for m in (call.module, *task.references, *getattr(module, "DEPENDS", ()), *trusted):
+            for m in (call.module, *task.references, *assignment.depends, *trusted):
                 if m not in modules:
                     modules.append(m)
     return calls, modules
@@ -136,15 +147,55 @@ def manifest_files(modules: list[str]) -> list[Path]:
     return sorted(files)
 
 
-def check_manifest(manifest: dict) -> None:
-    """Raise if a ``course_lib`` file differs from the one recorded at release."""
+def _top_level(path: Path) -> tuple[list, dict]:
+    """The top-level statements of ``path`` that are not functions, and its top-level functions
+    ``{name: (node, first line, last line)}`` (decorators included)."""
+    rest, functions = [], {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            functions[node.name] = (node, first, node.end_lineno)
+        else:
+            rest.append(node)
+    return rest, functions
+
+
+def functions_at(path: Path, lines) -> list[str]:
+    """The top-level functions of ``path`` that contain any of ``lines`` (where code that ran
+    starts)."""
+    _, functions = _top_level(path)
+    return sorted(name for name, (_, a, b) in functions.items() if any(a <= n <= b for n in lines))
+
+
+def part_digest(path: Path, functions) -> str | None:
+    """A hash of the module ``path`` as grading uses it: everything but its top-level functions
+    (imports, constants, classes), plus the named functions; as syntax trees, so comments and
+    blank lines do not count. None if a named function is gone."""
+    rest, found = _top_level(path)
+    h = hashlib.sha256("\n".join(ast.dump(n) for n in rest).encode())
+    for name in sorted(functions):
+        if name not in found:
+            return None
+        h.update(f"\0{name}\0{ast.dump(found[name][0])}".encode())
+    return h.hexdigest()
+
+
+def check_manifest(manifest: dict, root: Path | None = None) -> None:
+    """Raise if what grading depends on differs from what was recorded at release: a whole file
+    (``"path": sha256``) or the parts of a module grading ran (``{"functions", "sha256"}``).
+    ``root`` holds ``course_lib`` (the imported one's by default)."""
     import importlib.util
 
-    root = Path(importlib.util.find_spec("course_lib").origin).parent.parent
+    root = Path(root) if root else Path(importlib.util.find_spec("course_lib").origin).parent.parent
     changed = []
     for rel, digest in manifest.items():
         p = root / rel
-        if not p.exists() or hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+        if not p.exists():
+            changed.append(f"{rel} (missing)")
+        elif isinstance(digest, dict):
+            if part_digest(p, digest["functions"]) != digest["sha256"]:
+                changed.append(f"{rel} ({', '.join(digest['functions']) or 'its top level'})")
+        elif hashlib.sha256(p.read_bytes()).hexdigest() != digest:
             changed.append(rel)
     if changed:
         raise RuntimeError(f"course_lib differs from the release: {', '.join(changed)} changed. "
