@@ -45,17 +45,6 @@ def load_real_text(lang: str | None = None) -> list[dict]:
     return [d for d in docs if lang is None or d["lang"] == lang]
 
 
-def language_training_texts(split: str = "train") -> dict:
-    """Real texts by language (``"train"``: every even document, ``"test"``: every odd one)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    out: dict = {}
-    for k, d in enumerate(sorted(load_real_text(), key=lambda d: d["id"])):
-        if k % 2 == (0 if split == "train" else 1):
-            out.setdefault(d["lang"], []).append(d["text"])
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Sites: each has a domain, a URL pattern and its own boilerplate
 # --------------------------------------------------------------------------------------------

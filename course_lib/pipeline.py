@@ -307,11 +307,10 @@ def write_report_card(ch: Chain) -> Path:
 
 def ship(ch: Chain) -> None:
     """Copy what the run made (cleaned corpus, tokenizer, base model, assistant, their logs, the
-    report card) into ``course_lib/assets``."""
-    for name in ("corpus.parquet", "course_tokenizer.model", "base_model.pt", "base_model.json", "sft_model.pt",
-                 "sft_model.json", "report_card.md", "report_card.json"):
+    report card: every shipped file of ``assets.FILES`` the run wrote) into ``course_lib/assets``."""
+    for name in assets.FILES:
         if (ch.out / name).exists():
-            shutil.copy(ch.out / name, ASSETS / name)
+            shutil.copy(ch.out / name, assets.ASSETS_DIR / name)
 
 
 def _main(argv=None):
