@@ -316,7 +316,7 @@ RULES = [
          "system_in_mask"),
         ("render_conversation", "every assistant message", "fixed: _render_cases (two turns)",
          "only_last_answer"),
-        ("render_conversation", "`<|im_start|>ROLE<|im_sep|>CONTENT<|im_end|>`",
+        ("render_conversation", "<|im_start|>ROLE<|im_sep|>CONTENT<|im_end|>",
          "fixed: _render_cases", "separator_missing"),
         ("render_conversation", "are **special tokens**: one id each", "fixed: _render_cases",
          "special_tokens_as_text"),
@@ -324,8 +324,6 @@ RULES = [
          "fixed: _render_cases", "newline_after_role"),
         ("render_conversation", "A malformed conversation raises `ValueError`",
          "fixed: _render_cases (malformed); hidden cases (two assistant turns)", "no_validation"),
-        ("render_conversation", "two lists of ints", "fixed: _render_cases (ints, not bools)",
-         "mask_as_bools"),
         ("render_conversation", "encode them with `tokenizer.encode_ordinary`, separately",
          "fixed: _render_cases", "role_and_content_one_text"),
         ("masked_cross_entropy", "over **the targets whose mask is 1** only",
@@ -358,6 +356,9 @@ NOT_CHECKED = [
          "process", "-"),
     Rule(INF, "generate_with_cache", "Wrap the loop in `torch.no_grad()`.",
          "the returned ids are the same with or without autograd", "-"),
+    Rule(FT, "render_conversation", "two lists of ints of the same length",
+         "bools, whole floats and 1-D tensors are accepted as ints on purpose (a tensor answer "
+         "is right: finetuning_answers.MORE_RIGHT['render_returns_tensors'])", "-"),
     Rule(PT, "accumulate_gradients", "return the mean of the micro-batches' losses as a number",
          "a one-number tensor is accepted as that number (the comparator reads .item())", "-"),
 ]

@@ -184,10 +184,6 @@ def masked_cross_entropy(logits, targets, mask):
 # one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
 # breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
 RULE_WRONG = {
-    "mask_as_bools": ("render_conversation", RENDER.replace(
-        'trained = 1 if message["role"] == "assistant" else 0',
-        'trained = message["role"] == "assistant"').replace(
-        "[0] * len(header)", "[False] * len(header)")),
     # role and content encoded as one text: tokens can merge across the boundary
     "role_and_content_one_text": ("render_conversation", RENDER.replace(
         '''        header = [start] + tokenizer.encode_ordinary(message["role"]) + [sep]
