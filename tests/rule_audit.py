@@ -46,6 +46,9 @@ def _rows(assignment, rows):
 
 PD, TOK, TR, PT, INF, FT = ASSIGNMENTS
 
+# said in the introduction of every notebook in which a task calls another task's function
+POLICY = "**A mistake costs the marks of its own task only.**"
+
 RULES = [
     # -- pretraining_data ---------------------------------------------------------------------
     *_rows(PD, [

@@ -134,13 +134,37 @@ def right_answers(assignment) -> list[tuple[str, str, str]]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def verdicts(assignment, task_name, source) -> tuple:
-    """The verifier's message (or None) for every check call of ``task_name`` with ``source`` as
-    that task's answer."""
-    ns = namespace(assignment, {task_name: source})
+def verdicts_in(assignment, task_name, overrides: dict) -> tuple:
+    """The verifier's message (or None) for every check call of ``task_name`` in the notebook
+    with the answers ``overrides`` ({task: source}) instead of the solution's."""
+    ns = namespace(assignment, overrides)
     return tuple(failure(task, ns[fn], cases)
                  for name, task, fn, cases in graded_calls(assignment) if name == task_name)
+
+
+@functools.lru_cache(maxsize=None)
+def verdicts(assignment, task_name, source) -> tuple:
+    """``verdicts_in`` with ``source`` as the answer of ``task_name`` itself."""
+    return verdicts_in(assignment, task_name, {task_name: source})
+
+
+def all_wrong(assignment) -> list[tuple[str, str, str]]:
+    """``(name, task, source)`` of every wrong answer of the answers module."""
+    a = answers_module(assignment)
+    out = [(n, *wrong_answer(assignment, n)) for n in (*getattr(a, "RULE_WRONG", {}), *a.WRONG)]
+    out += [(f"{t}[{k}]", t, s) for t, srcs in getattr(a, "MORE_WRONG", {}).items()
+            for k, s in enumerate(srcs)]
+    return out
+
+
+def helper_tasks(assignment) -> list[tuple[str, str]]:
+    """``(caller, helper)``: the tasks whose function another task's check substitutes."""
+    found = []
+    for name, task, _, _ in graded_calls(assignment):
+        for helper in task.substitute:
+            if (name, helper) not in found:
+                found.append((name, helper))
+    return found
 
 
 # -- the tests -----------------------------------------------------------------------------------
@@ -203,3 +227,22 @@ def test_rows_name_known_assignments_and_distinct_wrong_answers():
     assert {r.assignment for r in ROWS} == set(ASSIGNMENTS)
     keys = [(r.assignment, r.wrong) for r in ROWS]
     assert len(keys) == len(set(keys)), "one wrong answer per row"
+
+
+SUBSTITUTED = [(a, caller, helper) for a in ASSIGNMENTS for caller, helper in helper_tasks(a)]
+
+
+@pytest.mark.parametrize("assignment,caller,helper", SUBSTITUTED)
+def test_a_wrong_helper_costs_only_its_own_task(assignment, caller, helper):
+    """The policy: a right caller keeps its marks next to a wrong helper (the first two wrong
+    answers of the helper's task; the substitute makes any of them the same)."""
+    wrongs = [(n, s) for n, t, s in all_wrong(assignment) if t == helper][:2]
+    assert wrongs, f"no wrong {helper} to try"
+    for name, src in wrongs:
+        messages = [m for m in verdicts_in(assignment, caller, {helper: src}) if m]
+        assert not messages, f"a wrong {helper} ({name}) costs {caller} too: {messages[0]}"
+
+
+@pytest.mark.parametrize("assignment", sorted({a for a, _, _ in SUBSTITUTED}))
+def test_the_notebook_states_the_policy(assignment):
+    assert _flat(rule_audit.POLICY) in notebook_text(assignment)

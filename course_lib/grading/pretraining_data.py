@@ -15,11 +15,16 @@ with the reference: the extracted words match the page's visible words, scores f
 side of FineWeb's 0.65 threshold, signatures estimate Jaccard similarity and change with the
 seed, near-duplicate pairs include every clear duplicate and no clearly different pair.
 ``estimated_jaccard`` and ``redact_pii`` have one right answer and are compared exactly.
+
+A mistake costs the marks of its own task only: while ``near_duplicate_pairs`` is checked, the
+student's ``minhash_signature`` and ``estimated_jaccard`` are replaced by the course's
+(``Task.substitute``).
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from html.parser import HTMLParser
 
@@ -293,6 +298,30 @@ def _compare_float(args, expected, actual):
 
 # -- near_duplicate_pairs -------------------------------------------------------------------------
 
+def trusted_minhash_signature(text, num_perm=128, ngram=5, seed=0):
+    """``course_lib.data.minhash_signature`` in one piece: while ``near_duplicate_pairs`` is
+    checked it stands in for the student's own (a substitute may not call the references, which
+    are poisoned then, so it calls no other function of the course)."""
+    words = text.lower().split()
+    if len(words) < ngram:
+        shingles = {tuple(words)} if words else set()
+    else:
+        shingles = {tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1)}
+    p = (1 << 31) - 1
+    rng = random.Random(seed)
+    params = [(rng.randrange(1, p), rng.randrange(0, p)) for _ in range(num_perm)]
+    xs = [zlib.crc32(" ".join(s).encode("utf-8")) % p for s in shingles]
+    if not xs:
+        return [p] * num_perm
+    return [min((a * x + b) % p for x in xs) for a, b in params]
+
+
+# while near_duplicate_pairs is checked, the student's helpers of tasks 3 and 4 are the course's
+NEAR_SUBSTITUTE = {
+    "minhash_signature": "course_lib.grading.pretraining_data:trusted_minhash_signature",
+    "estimated_jaccard": "course_lib.data:estimated_jaccard"}
+
+
 def _near_dup_cases(seed=0, n_random=2, extra=None):
     _, docs = _world_docs()
     fixed_docs = ["the cat sat on the mat and looked out of the window at the birds",
@@ -406,6 +435,7 @@ TASKS = {
     "near_duplicate_pairs": Task(
         "near_duplicate_pairs", _data.near_duplicate_pairs, _near_dup_cases,
         references=REFERENCES, compare_case=_compare_pairs, timeout=30.0,
+        substitute=NEAR_SUBSTITUTE,
         hint="compute a MinHash signature per document and return every pair (i, j), i < j, "
              "whose estimated Jaccard similarity is at least the threshold"),
     "redact_pii": Task(
