@@ -98,16 +98,19 @@ def base_namespace(assignment) -> dict:
 
 
 def namespace(assignment, overrides: dict) -> dict:
-    """The solution's namespace with some answers replaced; the locked cells after a replaced
-    answer run again, so that they call the replacement."""
+    """The solution's namespace with some answers replaced. A later cell that names a replaced
+    function (an answer calling it, a locked cell) runs again, so that it calls the replacement
+    (the cells that name none, such as the language profiles, are not run twice)."""
+    answers = answers_module(assignment)
     ns = dict(base_namespace(assignment))
-    rerun = False
+    changed = set(overrides)
     for gid, kind, src in code_cells(assignment):
         if kind == "solution" and gid in overrides:
             exec(overrides[gid], ns)  # noqa: S102
-            rerun = True
-        elif kind == "locked" and rerun:
-            exec(src, ns)  # noqa: S102
+        elif changed and any(re.search(rf"\b{re.escape(n)}\b", src if kind == "locked" else
+                                       answers.CORRECT.get(gid, src)) for n in changed):
+            exec(src if kind == "locked" else answers.CORRECT.get(gid, src), ns)  # noqa: S102
+            changed.add(gid)
     return ns
 
 
@@ -158,12 +161,14 @@ def all_wrong(assignment) -> list[tuple[str, str, str]]:
 
 
 def helper_tasks(assignment) -> list[tuple[str, str]]:
-    """``(caller, helper)``: the tasks whose function another task's check substitutes."""
+    """``(caller, helper)``: a task whose right answer (the solution's or an alternative one)
+    calls another task's function, found in the answers' source, not in the checks' settings."""
+    tasks = {name for name, *_ in graded_calls(assignment)}
     found = []
-    for name, task, _, _ in graded_calls(assignment):
-        for helper in task.substitute:
-            if (name, helper) not in found:
-                found.append((name, helper))
+    for _, caller, src in right_answers(assignment):
+        for helper in sorted(tasks - {caller}):
+            if re.search(rf"(?<![.\w]){helper}\(", src) and (caller, helper) not in found:
+                found.append((caller, helper))
     return found
 
 
@@ -234,9 +239,8 @@ SUBSTITUTED = [(a, caller, helper) for a in ASSIGNMENTS for caller, helper in he
 
 @pytest.mark.parametrize("assignment,caller,helper", SUBSTITUTED)
 def test_a_wrong_helper_costs_only_its_own_task(assignment, caller, helper):
-    """The policy: a right caller keeps its marks next to a wrong helper (the first two wrong
-    answers of the helper's task; the substitute makes any of them the same)."""
-    wrongs = [(n, s) for n, t, s in all_wrong(assignment) if t == helper][:2]
+    """The policy: a right caller keeps its marks next to every wrong answer of its helper."""
+    wrongs = [(n, s) for n, t, s in all_wrong(assignment) if t == helper]
     assert wrongs, f"no wrong {helper} to try"
     for name, src in wrongs:
         messages = [m for m in verdicts_in(assignment, caller, {helper: src}) if m]
