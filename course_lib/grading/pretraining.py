@@ -160,6 +160,8 @@ _close_number = close_number
 
 
 def _compare_lr(args, expected, actual):
+    if isinstance(actual, torch.Tensor):
+        return "a torch.Tensor instead of a float (compute the rate with math, return a number)"
     diff = _close_number(expected, actual, abs_=1e-12 * args[1], what="the learning rate")
     step, max_lr, min_lr, warmup_steps, total_steps = args
     if diff and step < warmup_steps:

@@ -15,11 +15,16 @@ with the reference: the extracted words match the page's visible words, scores f
 side of FineWeb's 0.65 threshold, signatures estimate Jaccard similarity and change with the
 seed, near-duplicate pairs include every clear duplicate and no clearly different pair.
 ``estimated_jaccard`` and ``redact_pii`` have one right answer and are compared exactly.
+
+A mistake costs the marks of its own task only: while ``near_duplicate_pairs`` is checked, the
+student's ``minhash_signature`` and ``estimated_jaccard`` are replaced by the course's
+(``Task.substitute``).
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from html.parser import HTMLParser
 
@@ -61,6 +66,10 @@ _HAND_PAGES = [
     "&lt;fresh&gt; every morning.</p></article></body></html>",
     "<p>No html or body tags at all, just a paragraph.</p><style>.x{}</style>",
     "",
+    # runs of whitespace and empty blocks (one space, no empty lines), many entities
+    "<html><body><div>\n\n   Fish   &amp;   chips\t\tand  peas  </div><div></div><p>   </p>"
+    "<p>Caf&eacute; &lt;open&gt; &quot;daily&quot; &#8212; 9&nbsp;to&nbsp;5 &amp; later</p>"
+    "</body></html>",
 ]
 
 
@@ -127,6 +136,11 @@ def _compare_extract(args, expected, actual):
     if len(lines_exp) >= 3 and len(lines_act) < len(lines_exp) / 2:
         return (f"{len(lines_act)} line(s) instead of about {len(lines_exp)}: start a new line "
                 "at each block element (p, div, h1, li, br, ...)")
+    for k, line in enumerate(actual.strip("\n").split("\n") if actual else []):
+        if line != " ".join(line.split()):
+            what = "is empty" if not line.strip() else "has runs of whitespace or spaces at its ends"
+            return (f"line {k + 1} {what} ({line[:60]!r}): collapse runs of whitespace inside a "
+                    "line to one space and drop empty lines")
     return None
 
 
@@ -148,7 +162,9 @@ def _language_cases(seed=0, n_random=16, extra=None):
              ("Der Bäcker steht vor dem Morgengrauen auf und verkauft jeden Morgen frisches Brot "
               "an die ganze Stadt.", "de"),
              ("Le boulanger se lève avant l'aube et vend du pain frais à toute la ville chaque "
-              "matin.", "en")]
+              "matin.", "en"),
+             # a language no model knows (Klingon): 0.0, not an error
+             ("The baker rises before dawn and sells fresh bread to the whole town.", "tlh")]
     out = []
     langs = sorted(test)
     while len(out) < n_random:
@@ -284,6 +300,30 @@ def _compare_float(args, expected, actual):
 
 # -- near_duplicate_pairs -------------------------------------------------------------------------
 
+def trusted_minhash_signature(text, num_perm=128, ngram=5, seed=0):
+    """``course_lib.data.minhash_signature`` in one piece: while ``near_duplicate_pairs`` is
+    checked it stands in for the student's own (a substitute may not call the references, which
+    are poisoned then, so it calls no other function of the course)."""
+    words = text.lower().split()
+    if len(words) < ngram:
+        shingles = {tuple(words)} if words else set()
+    else:
+        shingles = {tuple(words[i:i + ngram]) for i in range(len(words) - ngram + 1)}
+    p = (1 << 31) - 1
+    rng = random.Random(seed)
+    params = [(rng.randrange(1, p), rng.randrange(0, p)) for _ in range(num_perm)]
+    xs = [zlib.crc32(" ".join(s).encode("utf-8")) % p for s in shingles]
+    if not xs:
+        return [p] * num_perm
+    return [min((a * x + b) % p for x in xs) for a, b in params]
+
+
+# while near_duplicate_pairs is checked, the student's helpers of tasks 3 and 4 are the course's
+NEAR_SUBSTITUTE = {
+    "minhash_signature": "course_lib.grading.pretraining_data:trusted_minhash_signature",
+    "estimated_jaccard": "course_lib.data:estimated_jaccard"}
+
+
 def _near_dup_cases(seed=0, n_random=2, extra=None):
     _, docs = _world_docs()
     fixed_docs = ["the cat sat on the mat and looked out of the window at the birds",
@@ -325,7 +365,9 @@ def _compare_pairs(args, expected, actual):
         if not isinstance(p, (tuple, list)) or len(p) != 2 or not all(
                 isinstance(x, int) for x in p):
             return f"{p!r} is not a pair (i, j) of document indices"
-        pairs.add((min(p), max(p)))
+        if p[0] > p[1]:
+            return f"{tuple(p)!r} is not a pair (i, j) with i < j"
+        pairs.add((p[0], p[1]))
     docs, threshold = args
     bad = sorted(p for p in pairs if not 0 <= p[0] < p[1] < len(docs))
     if bad:
@@ -354,7 +396,9 @@ def _pii_cases(seed=0, n_random=10, extra=None):
              ("My server at 192.168.0.12 is down; ring (555) 987-6543 or +1 555 987 6543.",),
              ("Nothing here: in 1999 we had 3 cats, version 2.4.1, and a 10.5% rise.",),
              ("Two phones: 555.222.3333 and +1-555-444-5555, one mail: x_y+z@uni.edu.",),
-             ("Not an IP: 256.1.1.1 or 1.2.3; an IP at the end: 8.8.8.8",)]
+             ("Not an IP: 256.1.1.1 or 1.2.3; an IP at the end: 8.8.8.8",),
+             # a longer run of numbers and dots, bare digits, an address before a full stop
+             ("Build 1.2.3.4.5 is out; order 5551234567 shipped; the host is 10.0.0.1.",)]
     rng = random.Random(f"pii-{seed}")
     out = []
     for _ in range(n_random):
@@ -393,6 +437,7 @@ TASKS = {
     "near_duplicate_pairs": Task(
         "near_duplicate_pairs", _data.near_duplicate_pairs, _near_dup_cases,
         references=REFERENCES, compare_case=_compare_pairs, timeout=30.0,
+        substitute=NEAR_SUBSTITUTE,
         hint="compute a MinHash signature per document and return every pair (i, j), i < j, "
              "whose estimated Jaccard similarity is at least the threshold"),
     "redact_pii": Task(

@@ -12,6 +12,10 @@ reference built from ``course_lib.tokenizer`` on fixed edge cases plus seeded ra
 - ``decode(ids, merges) -> str`` (invalid UTF-8 becomes U+FFFD, never an error)
 
 In a test cell: ``checks.check_merge(merge)``; hidden tests pass other seeds and cases.
+
+A mistake costs the marks of its own task only: while ``train_bpe`` and ``encode`` are checked,
+the student's ``get_stats`` and ``merge`` are replaced by the course's (``Task.substitute``), so
+a wrong ``merge`` loses merge's points and not also those of the tasks that call it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import random
 
 from course_lib import tokenizer as _tok
-from course_lib.grading.checks import Assignment, Task, as_args
+from course_lib.grading.checks import Assignment, Task, as_args, compare_exact
 
 REFERENCES = ("course_lib.tokenizer", "course_lib.grading.tokenization")
 
@@ -110,6 +114,8 @@ def _encode_cases(seed=0, n_random=6, extra=None):
     # "abcbc": (b, c) is the most frequent pair but (a, b) was learned first
     fixed = [("aaabdaaabac", m), ("", m), ("xyz aaab", m), ("hello", {}),
              ("abcbc", {(97, 98): 256, (98, 99): 257}),
+             # the dict's order is not the learned order: the smallest new id goes first
+             ("abab", {(97, 98): 257, (98, 97): 256}),
              ("🙂🙂🙂", reference_train_bpe("🙂🙂🙂🙂", 262))]
     rng = random.Random(seed)
     out = []
@@ -134,6 +140,18 @@ def _decode_cases(seed=0, n_random=6, extra=None):
     return fixed + out + as_args(extra)
 
 
+def _compare_merges(expected, actual):
+    diff = compare_exact(expected, actual)
+    if diff is None and isinstance(actual, dict) and list(actual) != list(expected):
+        return ("the same merges, but not in the order they were learned (the dict's first "
+                f"pair must be the first merge): {list(actual)[:4]} instead of "
+                f"{list(expected)[:4]}")
+    return diff
+
+
+# while a task that calls them is checked, get_stats and merge are the course's
+HELPERS = {"get_stats": "course_lib.tokenizer:get_stats", "merge": "course_lib.tokenizer:merge"}
+
 TASKS = {
     "get_stats": Task("get_stats", _tok.get_stats, _get_stats_cases, references=REFERENCES,
                       hint="count every adjacent pair (ids[i], ids[i+1]); keys are tuples"),
@@ -141,10 +159,12 @@ TASKS = {
                   hint="scan left to right; after replacing a pair skip both ids, so "
                        "merge([5, 5, 5], (5, 5), 6) == [6, 5]"),
     "train_bpe": Task("train_bpe", reference_train_bpe, _train_cases, references=REFERENCES,
+                      compare=_compare_merges, substitute=HELPERS,
                       hint="start from the UTF-8 bytes; new ids count up from 256; the most "
                            "frequent pair wins, ties go to the smallest (a, b); stop when no "
                            "pairs are left"),
     "encode": Task("encode", reference_encode, _encode_cases, references=REFERENCES,
+                   substitute=HELPERS,
                    hint="start from the UTF-8 bytes and always apply the merge learned earliest "
                         "(lowest new id) among the pairs present"),
     "decode": Task("decode", reference_decode, _decode_cases, references=REFERENCES,

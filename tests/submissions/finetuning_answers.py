@@ -180,3 +180,26 @@ def masked_cross_entropy(logits, targets, mask):
     "loss_empty_mask_nan": ("masked_cross_entropy", LOSS.replace(
         '    if not keep.any():\n        raise ValueError("the mask is all 0")\n', "")),
 }
+
+# one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
+# breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
+RULE_WRONG = {
+    # role and content encoded as one text: tokens can merge across the boundary
+    "role_and_content_one_text": ("render_conversation", RENDER.replace(
+        '''        header = [start] + tokenizer.encode_ordinary(message["role"]) + [sep]
+        body = tokenizer.encode_ordinary(message["content"]) + [end]''',
+        '''        both = tokenizer.encode_ordinary(message["role"] + " " + message["content"])
+        n = len(tokenizer.encode_ordinary(message["role"]))
+        header = [start] + both[:n] + [sep]
+        body = both[n:] + [end]''')),
+    # logits (B, T, V) only: a flat (N, V) batch fails
+    "loss_needs_3d": ("masked_cross_entropy", LOSS.replace(
+        "    keep = mask.reshape(-1).bool()\n",
+        "    B, T, V = logits.shape\n    keep = mask.reshape(-1).bool()\n")),
+    # a 0/1 long mask used as an index: picks positions 0 and 1 instead of the masked ones
+    "loss_long_mask_as_index": ("masked_cross_entropy", LOSS.replace(
+        "    keep = mask.reshape(-1).bool()\n", "    keep = mask.reshape(-1)\n")),
+}
+
+for _name, (_task, _src) in RULE_WRONG.items():
+    assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"

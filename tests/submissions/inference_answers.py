@@ -246,3 +246,25 @@ WRONG = {
     "returns_new_tokens_only": ("generate_with_cache", GENERATE.replace(
         "out = [ids]", "out = []")),
 }
+
+# one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
+# breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
+RULE_WRONG = {
+    # the k-th largest of the whole tensor, not of each row
+    "top_k_whole_tensor": ("top_k_filter", TOP_K.replace(
+        "torch.topk(logits, k, dim=-1).values[..., -1:]",
+        "torch.topk(logits.flatten(), k).values[-1]")),
+    # guards None only: k >= V reaches topk, which raises
+    "top_k_no_guard_for_large_k": ("top_k_filter", TOP_K.replace(
+        "if k is None or k >= logits.size(-1):", "if k is None:")),
+    "top_p_no_guard": ("top_p_filter", TOP_P.replace(
+        "    if p is None or p >= 1.0:\n        return logits\n", "")),
+    # (B, 1): the column multinomial returns
+    "sample_returns_column": ("sample", SAMPLE.replace(
+        "generator=generator)[:, 0]", "generator=generator)")),
+    "sample_greedy_keeps_dims": ("sample", SAMPLE.replace(
+        "return logits.argmax(dim=-1)\n", "return logits.argmax(dim=-1, keepdim=True)\n")),
+}
+
+for _name, (_task, _src) in RULE_WRONG.items():
+    assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"

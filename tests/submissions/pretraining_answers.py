@@ -199,3 +199,22 @@ def lr_at(step, max_lr, min_lr, warmup_steps, total_steps):
 
 for _name, (_task, _src) in WRONG.items():
     assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"
+
+# one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
+# breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
+RULE_WRONG = {
+    "ce_returns_float": ("cross_entropy", CROSS_ENTROPY.replace(
+        "targets[:, None]).mean()", "targets[:, None]).mean().item()")),
+    "ce_returns_shape_1": ("cross_entropy", CROSS_ENTROPY.replace(
+        "targets[:, None]).mean()", "targets[:, None]).mean(0)")),
+    # assumes a batch axis: logits (V,) with a 0-d target fails
+    "ce_needs_a_batch_axis": ("cross_entropy", CROSS_ENTROPY.replace(
+        "logits = logits.reshape(-1, logits.size(-1)).float()\n    targets = targets.reshape(-1)",
+        "logits = logits.flatten(0, -2).float()\n    targets = targets.flatten()")),
+    "lr_returns_tensor": ("lr_at", LR_AT.replace("import math", "import math\nimport torch").replace(
+        "(1 + math.cos(math.pi * progress))",
+        "(1 + torch.cos(torch.tensor(math.pi * progress, dtype=torch.float64)))")),
+}
+
+for _name, (_task, _src) in RULE_WRONG.items():
+    assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"

@@ -234,3 +234,65 @@ MORE_WRONG = {
         EXTRACT.replace('"nav", "header", "footer", ', ""),      # keeps menus and footers
     ],
 }
+
+# one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
+# breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
+RULE_WRONG = {
+    # -- extract_text -----------------------------------------------------------------------------
+    # one flag instead of a depth: the first end tag inside <nav> ends the skipping
+    "extract_skip_not_nested": ("extract_text", EXTRACT.replace(
+        "        while self.open:\n", "        self.skip = 0\n        while self.open:\n")
+        .replace("            if t in SKIP:\n                self.skip -= 1\n", "")),
+    # everything on one line
+    "extract_one_line": ("extract_text", EXTRACT.replace('return "\\n".join(p.lines)',
+                                                        'return " ".join(p.lines)')),
+    # entities not decoded (no convert_charrefs): "&amp;" is lost
+    "extract_entities_lost": ("extract_text", EXTRACT.replace("convert_charrefs=True",
+                                                             "convert_charrefs=False")),
+    # whitespace inside a line not collapsed, empty lines kept
+    "extract_whitespace_kept": ("extract_text", EXTRACT.replace(
+        '''        line = " ".join("".join(self.current).split())
+        if line:
+            self.lines.append(line)''', '''        self.lines.append("".join(self.current))''')),
+    # an empty page is "nothing", not ""
+    "extract_empty_none": ("extract_text", EXTRACT.replace(
+        "def extract_text(html):\n", "def extract_text(html):\n    if not html.strip():\n        return None\n")),
+    # -- language_score ---------------------------------------------------------------------------
+    # a language the model does not know raises KeyError instead of scoring 0.0
+    "language_unknown_raises": ("language_score", LANGUAGE.replace(
+        "logp.get(lang, -math.inf)", "logp[lang]").replace(" if lang in logp else 0.0", "")),
+    # the log-probability, not a probability
+    "language_log_score": ("language_score", LANGUAGE.replace(
+        "return math.exp(logp.get(lang, -math.inf) - top) / z if lang in logp else 0.0",
+        "return logp[lang] - top - math.log(z) if lang in logp else 0.0")),
+    # -- minhash_signature ------------------------------------------------------------------------
+    "minhash_no_lowercase": ("minhash_signature", MINHASH.replace("text.lower().split()",
+                                                                 "text.split()")),
+    # a text shorter than ngram words has no shingle: min() of nothing raises
+    "minhash_short_text_raises": ("minhash_signature", MINHASH.replace(
+        "{tuple(words)} if words else set()", "set()").replace(" or [0]", "")),
+    # -- estimated_jaccard ------------------------------------------------------------------------
+    "jaccard_count_not_share": ("estimated_jaccard", '''def estimated_jaccard(sig_a, sig_b):
+    return float(sum(x == y for x, y in zip(sig_a, sig_b)))'''),
+    # -- near_duplicate_pairs ---------------------------------------------------------------------
+    "near_pairs_reversed": ("near_duplicate_pairs", NEAR.replace("{(i, j) for i", "{(j, i) for i")),
+    "near_skips_exact_copies": ("near_duplicate_pairs", NEAR.replace(
+        "if estimated_jaccard(", "if docs[i] != docs[j] and estimated_jaccard(")),
+    # -- redact_pii -------------------------------------------------------------------------------
+    "pii_email_no_plus": ("redact_pii", PII.replace("[A-Za-z0-9._%+-]+@", "[A-Za-z0-9._]+@")),
+    "pii_email_eats_full_stop": ("redact_pii", PII.replace(
+        "@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}", "@[A-Za-z0-9.-]+")),
+    "pii_ip_any_octet": ("redact_pii", PII.replace(
+        'OCTET = r"(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"', 'OCTET = r"\\d{1,3}"')),
+    "pii_ip_in_longer_run": ("redact_pii", PII.replace('(?<![\\d.])', '(?<!\\d)').replace(
+        '(?!\\.?\\d)', '(?!\\d)')),
+    "pii_ip_before_full_stop": ("redact_pii", PII.replace('(?!\\.?\\d)', '(?![\\d.])')),
+    "pii_phone_no_prefix": ("redact_pii", PII.replace("(?:\\+1[ -])?", "")),
+    "pii_phone_no_dots": ("redact_pii", PII.replace("\\d{3}[-. ])\\d{3}[-. ]\\d{4}",
+                                                   "\\d{3}[- ])\\d{3}[- ]\\d{4}")),
+    "pii_phone_bare_digits": ("redact_pii", PII.replace("\\d{3}[-. ])\\d{3}[-. ]\\d{4}",
+                                                       "\\d{3}[-. ]?)\\d{3}[-. ]?\\d{4}")),
+}
+
+for _name, (_task, _src) in RULE_WRONG.items():
+    assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"

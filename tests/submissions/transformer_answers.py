@@ -128,3 +128,25 @@ def attention(q, k, v, causal=True):
     "tied_counted_twice": ("count_parameters", COUNT.replace(
         "return total if tied else total + vocab_size * C", "return total + vocab_size * C")),
 }
+
+# one wrong answer per rule of the task text that the wrong answers above leave unbroken, each
+# breaking that rule only (tests/rule_audit.py names them): name -> (task, source)
+RULE_WRONG = {
+    "attention_always_causal": ("attention", ATTENTION.replace("    if causal:\n", "    if True:\n")),
+    "attention_scaled_by_T": ("attention", ATTENTION.replace("math.sqrt(q.size(-1))",
+                                                            "math.sqrt(q.size(-2))")),
+    "block_not_causal": ("block_forward", BLOCK.replace("attention(q, k, v, causal=True)",
+                                                        "attention(q, k, v, causal=False)")),
+    "block_heads_split_wrong": ("block_forward", BLOCK.replace(
+        "t.view(B, T, H, C // H).transpose(1, 2)", "t.reshape(B, H, T, C // H)")),
+    "block_layer_norm_eps": ("block_forward", BLOCK.replace(
+        'params[name + ".bias"])', 'params[name + ".bias"], eps=1e-3)')),
+    "block_no_c_proj": ("block_forward", BLOCK.replace('x = x + lin(y, "attn.c_proj")', "x = x + y")),
+    "count_output_bias": ("count_parameters", COUNT.replace(
+        "else total + vocab_size * C", "else total + vocab_size * C + vocab_size")),
+    "count_no_final_ln": ("count_parameters", COUNT.replace(" + n_layer * block + 2 * C",
+                                                           " + n_layer * block")),
+}
+
+for _name, (_task, _src) in RULE_WRONG.items():
+    assert _src != CORRECT[_task], f"{_name}: the replacement did not apply"

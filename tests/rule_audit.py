@@ -1,0 +1,367 @@
+"""The rule audit: every rule a task's text states, the hand-written case that exercises it, and
+the wrong answer that breaks just that rule (tests/test_rule_audit.py checks every row).
+
+A row is ``Rule(assignment, task, rule, covered_by, wrong, quoted)``:
+
+- ``rule``: the rule, quoted from the solutions notebook (the task's text or its docstring) when
+  ``quoted`` is True (the test checks the quote is still there, whitespace aside), else a close
+  paraphrase;
+- ``covered_by``: where the case lives: ``fixed`` cases of the grading module's generator
+  (``course_lib/grading/<assignment>.py``, visible and hidden calls both use them), a hidden
+  call's literal ``cases=[...]``, or a comparator that judges the property on every case;
+- ``wrong``: the wrong answer in ``tests/submissions/<assignment>_answers.py`` that breaks only
+  this rule: a key of ``RULE_WRONG`` or ``WRONG``, or ``task[k]`` for ``MORE_WRONG``.
+
+``NOT_CHECKED`` lists the stated rules no value-based check can see (mutating an argument,
+``torch.no_grad()``), with the reason; the grading core would have to report more than the
+returned value for them.
+
+A mistake costs the marks of its own task only: where a task calls another task's function
+(tokenization's train_bpe/encode -> get_stats/merge, pretraining_data's near_duplicate_pairs ->
+minhash_signature/estimated_jaccard, transformer's block_forward -> attention, inference's
+sample -> the filters), the grader substitutes the course's function while checking the caller
+(``Task.substitute``), and each notebook's introduction says so.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+ASSIGNMENTS = ("pretraining_data", "tokenization", "transformer", "pretraining", "inference",
+               "finetuning")
+
+
+class Rule(NamedTuple):
+    assignment: str
+    task: str
+    rule: str
+    covered_by: str
+    wrong: str
+    quoted: bool = True
+
+
+def _rows(assignment, rows):
+    return [Rule(assignment, *r) for r in rows]
+
+
+PD, TOK, TR, PT, INF, FT = ASSIGNMENTS
+
+# said in the introduction of every notebook in which a task calls another task's function
+POLICY = "**A mistake costs the marks of its own task only.**"
+
+RULES = [
+    # -- pretraining_data ---------------------------------------------------------------------
+    *_rows(PD, [
+        ("extract_text", "ignore everything inside `<script>`, `<style>`",
+         "fixed: _HAND_PAGES[0] (script, style in head)", "extract_text"),
+        ("extract_text", "`<nav>`, `<header>`, `<footer>`, `<aside>`",
+         "fixed: _HAND_PAGES[0], [1] (nav, header, footer, aside)", "extract_text[0]"),
+        ("extract_text", "(including elements nested in them)",
+         "fixed: _HAND_PAGES[0] (<a> inside <nav>), [1] (<h2> inside <header>)",
+         "extract_skip_not_nested"),
+        ("extract_text", "start a new line at each block element",
+         "fixed: _HAND_PAGES[1], [3] (several block elements); comparator line count",
+         "extract_one_line"),
+        ("extract_text", "collapse runs of whitespace inside a line to one space, drop empty lines",
+         "fixed: _HAND_PAGES[6] (spaced text, empty divs); comparator _compare_extract checks "
+         "every line", "extract_whitespace_kept"),
+        ("extract_text", "decode entities", "fixed: _HAND_PAGES[6] (many entities)",
+         "extract_entities_lost"),
+        ("extract_text", "Pages may be broken (unclosed tags, stray end tags) or empty: return "
+         "what text there is (or `\"\"`), never raise", "fixed: _HAND_PAGES[2], [5] ('')",
+         "extract_empty_none"),
+        ("language_score", "Your score must be at least 0.65 when the text is in `lang` and below "
+         "0.65 when it is not", "fixed: _language_cases (German and French asked as 'en')",
+         "language_score"),
+        ("language_score", "for a `lang` your model does not know, return 0.0",
+         "fixed: _language_cases (lang 'tlh')", "language_unknown_raises"),
+        ("language_score", "returning the probability (a float from 0 to 1)",
+         "comparator _compare_language (0..1), every case", "language_log_score"),
+        ("minhash_signature", "The hash functions must be chosen by `seed` (another seed gives "
+         "other hash functions)", "fixed: _minhash_cases (seed + 1); compare_all",
+         "minhash_signature"),
+        ("minhash_signature", "returning a list of `num_perm` ints",
+         "fixed: _minhash_cases (num_perm 96, 16); comparator", "minhash_signature[1]"),
+        ("minhash_signature", "the set of `ngram` consecutive words",
+         "fixed: _minhash_cases (ngram 3 vs 5); compare_all", "minhash_signature[0]"),
+        ("minhash_signature", "lowercase the text", "fixed: _minhash_cases (base.upper())",
+         "minhash_no_lowercase"),
+        ("minhash_signature", "a text with fewer than `ngram` words has one shingle, all its words",
+         "fixed: _minhash_cases ('too short', 16, 5)", "minhash_short_text_raises"),
+        ("estimated_jaccard", "the share of positions at which two signatures of the same length "
+         "hold the same value", "fixed: _jaccard_cases ([7, 7, 7], [7, 8, 7])",
+         "estimated_jaccard"),
+        ("estimated_jaccard", "(a float from 0 to 1)", "fixed: _jaccard_cases ([1,2,3,4] twice)",
+         "jaccard_count_not_share"),
+        ("near_duplicate_pairs", "whose estimated Jaccard similarity",
+         "fixed: _near_dup_cases (the edited copy, doc 3)", "near_duplicate_pairs"),
+        ("near_duplicate_pairs", "return the set of pairs `(i, j)` with `i < j`",
+         "comparator _compare_pairs (i < j), fixed docs", "near_pairs_reversed"),
+        ("near_duplicate_pairs", "Exact copies are near duplicates too",
+         "fixed: _near_dup_cases (docs 0 and 1 equal)", "near_skips_exact_copies"),
+        ("near_duplicate_pairs", "all pairs, any i < j (not only neighbours)",
+         "random: _near_dup_cases shuffled corpora (visible and hidden)",
+         "near_duplicate_pairs[0]", False),
+        ("redact_pii", "`(555) 123-4567`", "fixed: _pii_cases[1]", "redact_pii"),
+        ("redact_pii", "e-mail addresses (`name@host.tld`; the name may hold letters, digits "
+         "and `._%+-`) with `<EMAIL>`", "fixed: _pii_cases[3] (x_y+z@uni.edu)",
+         "pii_email_no_plus"),
+        ("redact_pii", "IPv4 addresses (four numbers from 0 to 255",
+         "fixed: _pii_cases[4] (256.1.1.1)", "pii_ip_any_octet"),
+        ("redact_pii", "not part of a longer run of digits and dots such as `1.2.3.4.5`",
+         "fixed: _pii_cases[5] (1.2.3.4.5)", "pii_ip_in_longer_run"),
+        ("redact_pii", "each optionally preceded by `+1 ` or `+1-` (the prefix is part of the "
+         "number)", "fixed: _pii_cases[1], [3]", "pii_phone_no_prefix"),
+        ("redact_pii", "`555.123.4567`", "fixed: _pii_cases[3]", "pii_phone_no_dots"),
+        ("redact_pii", "A full stop after an address ends the sentence, not the address.",
+         "fixed: _pii_cases[3] (uni.edu.), [5] (10.0.0.1.)", "pii_email_eats_full_stop"),
+        ("redact_pii", "A full stop after an IP address ends the sentence", "fixed: _pii_cases[5]",
+         "pii_ip_before_full_stop", False),
+        ("redact_pii", "Everything else stays as it is.", "fixed: _pii_cases[5] (5551234567)",
+         "pii_phone_bare_digits"),
+        ("redact_pii", "IPs replaced with `<IP>`", "fixed: _pii_cases[1]", "redact_pii[0]", False),
+        ("redact_pii", "the placeholder is exactly `<EMAIL>`", "fixed: _pii_cases[0]",
+         "redact_pii[1]", False),
+    ]),
+    # -- tokenization ---------------------------------------------------------------------------
+    *_rows(TOK, [
+        ("get_stats", "maps each pair of adjacent ids `(ids[i], ids[i+1])` (a tuple)",
+         "fixed: _get_stats_cases [1, 2, 3, 1, 2]", "stats_string_keys"),
+        ("get_stats", "every adjacent pair, the last one too", "fixed: _get_stats_cases [7]... "
+         "[1, 2, 3, 1, 2]", "get_stats", False),
+        ("get_stats", "to how many times it occurs (overlapping pairs each count)",
+         "fixed: _get_stats_cases [5, 5, 5, 5]; hidden cases=[[9, 9, 9, 9, 9]]",
+         "stats_non_overlapping", False),
+        ("get_stats", "an empty list (or one id) has no pairs: {}", "fixed: _get_stats_cases [], [7]",
+         "stats_empty_raises", False),
+        ("merge", "Overlapping occurrences are taken from the left: `merge([5, 5, 5], (5, 5), 6) "
+         "== [6, 5]`", "fixed: _merge_cases ([5, 5, 5], (5, 5), 6)", "merge_from_right"),
+        ("merge", "after replacing a pair, its second id is skipped",
+         "fixed: _merge_cases ([1, 2, 3, 1, 2], (1, 2), 4)", "merge", False),
+        ("merge", "every occurrence of `pair` in `ids`", "fixed: _merge_cases [1, 2, 3, 1, 2]",
+         "merge_first_only"),
+        ("merge", "the pair is ordered: (4, 3) does not match 3, 4",
+         "fixed: _merge_cases ([3, 4, 5], (4, 3), 9)", "merge_either_order", False),
+        ("train_bpe", "Start from the UTF-8 bytes of `text`",
+         "fixed: _train_cases ('héllo wörld 👋👋', 270)", "train_code_points"),
+        ("train_bpe", "for each new id `256, 257, ..., vocab_size - 1`",
+         "fixed: _train_cases ('aaabdaaabac', 259)", "train_one_merge_too_many"),
+        ("train_bpe", "pick the **most frequent** pair", "fixed: _train_cases ('aaabdaaabac', 259)",
+         "train_least_frequent"),
+        ("train_bpe", "pick the **smallest** pair in Python's tuple order",
+         "random _train_cases; hidden cases=[['ba ab ba ab', 262]]", "train_bpe"),
+        ("train_bpe", "ties go to the smallest pair, not the largest",
+         "fixed: _train_cases ('abcd', 258)", "train_ties_to_largest", False),
+        ("train_bpe", "Stop early, returning what you have, when no pairs are left.",
+         "fixed: _train_cases ('', 260), ('ab', 300)", "train_no_early_stop"),
+        ("train_bpe", "Return the dict of merges in the order they were learned",
+         "comparator _compare_merges (order of the dict), every case", "train_sorted_merges"),
+        ("train_bpe", "a dict {(a, b): new_id}", "fixed: _train_cases, every case",
+         "train_merges_as_list", False),
+        ("encode", "the UTF-8 bytes of `text`", "fixed: _encode_cases ('🙂🙂🙂', ...)",
+         "encode_code_points"),
+        ("encode", "always apply the one that was learned **earliest** (the smallest new id)",
+         "fixed: _encode_cases ('abcbc', ...)", "encode"),
+        ("encode", "the smallest new id, whatever the dict's order",
+         "fixed: _encode_cases ('abab', {(97, 98): 257, (98, 97): 256})", "encode_dict_order",
+         False),
+        ("encode", "stop when no pair present is in `merges`",
+         "hidden cases=[['aaaa', {(97, 97): 256, (256, 256): 257}]]", "encode_single_sweep"),
+        ("encode", "the empty text (and one byte) encodes without error",
+         "fixed: _encode_cases ('', m)", "encode_empty_raises", False),
+        ("encode", "Characters never seen in training simply stay as bytes.",
+         "fixed: _encode_cases ('xyz aaab', m), ('hello', {})", "encode_drops_unseen"),
+        ("decode", "decode with `errors=\"replace\"`", "fixed: _decode_cases ([0xE2, 0x82], {})",
+         "decode"),
+        ("decode", "the bytes of every id joined, as text",
+         "random _decode_cases (characters split across tokens)", "decode_per_token"),
+        ("decode", "a merged id's bytes are its two parts' bytes joined",
+         "fixed: _decode_cases ([258, 100, 258, 97, 99], m)", "decode_one_level"),
+    ]),
+    # -- transformer ----------------------------------------------------------------------------
+    *_rows(TR, [
+        ("attention", "divided by `sqrt(D)`", "fixed: _attention_cases (every case)", "no_scaling"),
+        ("attention", "divide by the head size D, not T", "fixed: _attention_cases (T != D)",
+         "attention_scaled_by_T", False),
+        ("attention", "to `-inf` **before** the softmax", "fixed: _attention_cases (causal)",
+         "mask_after_softmax"),
+        ("attention", "position `i` may only look at positions `j <= i`",
+         "fixed: _attention_cases (T = 1)", "mask_hides_diagonal"),
+        ("attention", "with `causal=True`", "fixed: _attention_cases (causal=False)",
+         "attention_always_causal"),
+        ("attention", "softmax over the last axis", "fixed: _attention_cases", "softmax_wrong_axis"),
+        ("attention", "an `exp` you write yourself must subtract each row's maximum first",
+         "fixed: _attention_cases (scale 30)", "unstable_softmax"),
+        ("block_forward", "x = x + attn(ln_1(x))", "fixed: _block_cases", "post_ln"),
+        ("block_forward", "GELU with `approximate=\"tanh\"`", "fixed: _block_cases", "exact_gelu"),
+        ("block_forward", "call your `attention` (causal)", "fixed: _block_cases (T > 1)",
+         "block_not_causal"),
+        ("block_forward", "reshape each to `(B, n_head, T, C // n_head)`",
+         "fixed: _block_cases (n_head 4)", "block_heads_split_wrong"),
+        ("block_forward", "LayerNorm (eps `1e-5`)",
+         "fixed: _block_cases (x of small variance, 0.01 * randn)", "block_layer_norm_eps"),
+        ("block_forward", "then `c_proj`", "fixed: _block_cases", "block_no_c_proj"),
+        ("count_parameters", "the position embedding", "fixed: _count_cases (GPT-2 124M)",
+         "no_position_embeddings"),
+        ("count_parameters", "when `tied`, it is the same matrix and counts once",
+         "fixed: _count_cases (GPT-2 124M)", "tied_counted_twice"),
+        ("count_parameters", "no bias) only when it is **not** tied",
+         "fixed: _count_cases ((1, 1, 4, 10, 3, False))", "count_output_bias"),
+        ("count_parameters", "the final LayerNorm", "fixed: _count_cases (GPT-2 124M)",
+         "count_no_final_ln"),
+    ]),
+    # -- pretraining ----------------------------------------------------------------------------
+    *_rows(PT, [
+        ("cross_entropy", "written with the row's maximum subtracted first",
+         "fixed: _ce_cases (logits scale 1e4)", "unstable_softmax"),
+        ("cross_entropy", "`ignore_index` may be any integer, also a real token id such as 0",
+         "fixed: _ce_cases (pad_logits, pad_targets, 0)", "ignore_index_not_honoured"),
+        ("cross_entropy", "Ignored positions count neither in the sum nor in the number you "
+         "divide by", "fixed: _ce_cases (ignore_share 0.4)", "mean_over_ignored_too"),
+        ("cross_entropy", "minus their mean", "fixed: _ce_cases", "sum_not_mean"),
+        ("cross_entropy", "Return a 0-d tensor", "fixed: _ce_cases (every case)",
+         "ce_returns_shape_1"),
+        ("cross_entropy", "a 0-d tensor, not a Python float", "fixed: _ce_cases (every case)",
+         "ce_returns_float", False),
+        ("cross_entropy", "one position: `(V,)` and a 0-d tensor", "fixed: _ce_cases (1-D logits)",
+         "ce_needs_a_batch_axis"),
+        ("lr_at", "so step 0 already gets `max_lr / warmup_steps`", "fixed: _lr_cases (step 0)",
+         "off_by_one_warmup"),
+        ("lr_at", "reaches `min_lr` at `total_steps`", "fixed: _lr_cases (total - 1)",
+         "never_reaches_min_lr"),
+        ("lr_at", "`step >= total_steps`: `min_lr`", "fixed: _lr_cases (total + 7)",
+         "rises_after_total_steps"),
+        ("lr_at", "`min_lr + 0.5 * (max_lr - min_lr) * (1 + cos(pi * progress))`",
+         "fixed: _lr_cases (min_lr 6e-5)", "decays_to_zero"),
+        ("lr_at", "`warmup_steps` may be 0", "fixed: _lr_cases (warmup 0)", "no_warmup_guard"),
+        ("lr_at", "Return a float.", "comparator: lr_at's result must be a number, not a tensor",
+         "lr_returns_tensor"),
+        ("accumulate_gradients", "divide each micro-batch's loss by the number of micro-batches "
+         "before `backward()`", "fixed: _accumulate_cases (2 and 4 micro-batches)",
+         "loss_not_divided"),
+        ("accumulate_gradients", "Do not zero the gradients in between",
+         "fixed: _accumulate_cases", "zero_grad_between"),
+        ("accumulate_gradients", "return the mean of the micro-batches' losses",
+         "fixed: _accumulate_cases", "returns_sum_of_losses"),
+        ("accumulate_gradients", "every parameter's `.grad` equals what one batch made of all of "
+         "them would give", "fixed: _accumulate_cases", "no_backward"),
+        ("flops_per_token", "`12 * n_layer * seq_len * d_model`", "fixed: _flops_cases",
+         "flops_attention_6"),
+        ("flops_per_token", "`6 * n_params` plus that attention term", "fixed: _flops_cases",
+         "flops_6n_only"),
+        ("mfu", "the achieved FLOPs per second over the peak", "fixed: _mfu_cases",
+         "mfu_upside_down"),
+        ("mfu", "as a fraction (0.5, not 50)", "fixed: _mfu_cases", "mfu_percent"),
+    ]),
+    # -- inference ------------------------------------------------------------------------------
+    *_rows(INF, [
+        ("apply_temperature", "return the logits divided by `t`", "fixed: _temperature_cases",
+         "temperature_multiplies"),
+        ("apply_temperature", "Logits, not probabilities", "fixed: _temperature_cases",
+         "temperature_returns_probs"),
+        ("top_k_filter", "the `k` largest logits stay as they are",
+         "fixed: _top_k_cases", "top_k_off_by_one"),
+        ("top_k_filter", "A token whose logit equals the k-th largest stays too",
+         "hidden cases=[[[[1.0, 1.0, 1.0, 0.0]], 2], ...]", "top_k_ties_dropped"),
+        ("top_k_filter", "Return a tensor of the same shape", "fixed: _top_k_cases",
+         "top_k_wrong_positions"),
+        ("top_k_filter", "`k` is `None` (no filter)", "fixed: _top_k_cases (k None)",
+         "top_k_no_guard"),
+        ("top_k_filter", "`k >= V` keeps every token", "fixed: _top_k_cases (k >= V)",
+         "top_k_no_guard_for_large_k"),
+        ("top_k_filter", "in each row (along the last axis)", "fixed: _top_k_cases (B > 1)",
+         "top_k_whole_tensor"),
+        ("top_p_filter", "So the token whose probability makes the sum cross `p` stays",
+         "fixed: _top_p_cases", "top_p_drops_crossing"),
+        ("top_p_filter", "the likeliest token always stays, even when its probability alone "
+         "exceeds `p`", "fixed: _top_p_cases", "top_p_can_drop_all"),
+        ("top_p_filter", "in their original positions (the row is not returned sorted)",
+         "fixed: _top_p_cases", "top_p_unsorted_mask"),
+        ("top_p_filter", "`None` or `p >= 1` returns the logits unchanged",
+         "fixed: _top_p_cases (p None)", "top_p_no_guard"),
+        ("sample", "`temperature == 0`: **greedy** decoding", "fixed: _sample_cases (t = 0)",
+         "greedy_samples"),
+        ("sample", "`apply_temperature`, then `top_k_filter`", "fixed: _sample_cases",
+         "temperature_after_softmax"),
+        ("sample", "then `top_p_filter`", "fixed: _sample_cases (top_k and top_p)",
+         "filters_in_wrong_order"),
+        ("sample", "in this order: `apply_temperature`, then",
+         "fixed: _sample_cases (t != 1 with top_p)", "top_p_before_temperature"),
+        ("sample", "using the `torch.Generator` you are given", "fixed: _sample_cases; compare_all",
+         "ignores_generator"),
+        ("sample", "another seed gives other draws", "fixed: _sample_cases (seed + 2)",
+         "own_generator"),
+        ("sample", "a `torch.long` tensor of shape `(B,)`", "fixed: _sample_cases",
+         "sample_returns_column"),
+        ("sample", "greedy also returns shape (B,)", "fixed: _sample_cases (t = 0)",
+         "sample_greedy_keeps_dims", False),
+        ("sample", "every draw is a token the filters keep", "fixed: _sample_cases (top_k)",
+         "sample_top_k_off_by_one"),
+        ("generate_with_cache", "the position embedding must be the one the token would have in "
+         "the full window", "fixed: _generate_cases", "cache_positions_off_by_one"),
+        ("generate_with_cache", "with a KV cache", "fixed: _generate_cases (positions read)",
+         "no_cache_recomputes"),
+        ("generate_with_cache", "greedy decoding (the argmax of the last position's logits)",
+         "fixed: _generate_cases", "cache_first_logits"),
+        ("generate_with_cache", "return the prompt followed by the new tokens",
+         "fixed: _generate_cases", "returns_new_tokens_only"),
+    ]),
+    # -- finetuning -----------------------------------------------------------------------------
+    *_rows(FT, [
+        ("render_conversation", "the user's messages", "fixed: _render_cases", "mask_covers_user"),
+        ("render_conversation", "`mask[i]` belongs to `ids[i]`; do not shift it",
+         "fixed: _render_cases", "mask_shifted"),
+        ("render_conversation", "**the content of every assistant message and its `<|im_end|>`**",
+         "fixed: _render_cases", "end_token_not_in_mask"),
+        ("render_conversation", "the headers `<|im_start|>ROLE<|im_sep|>` (also the assistant's",
+         "fixed: _render_cases", "header_in_mask"),
+        ("render_conversation", "the system message", "fixed: _render_cases (system message)",
+         "system_in_mask"),
+        ("render_conversation", "every assistant message", "fixed: _render_cases (two turns)",
+         "only_last_answer"),
+        ("render_conversation", "<|im_start|>ROLE<|im_sep|>CONTENT<|im_end|>",
+         "fixed: _render_cases", "separator_missing"),
+        ("render_conversation", "are **special tokens**: one id each", "fixed: _render_cases",
+         "special_tokens_as_text"),
+        ("render_conversation", "the messages follow each other with nothing in between",
+         "fixed: _render_cases", "newline_after_role"),
+        ("render_conversation", "A malformed conversation raises `ValueError`",
+         "fixed: _render_cases (malformed); hidden cases (two assistant turns)", "no_validation"),
+        ("render_conversation", "encode them with `tokenizer.encode_ordinary`, separately",
+         "fixed: _render_cases", "role_and_content_one_text"),
+        ("masked_cross_entropy", "over **the targets whose mask is 1** only",
+         "fixed: _loss_cases", "loss_ignores_mask"),
+        ("masked_cross_entropy", "return the mean loss over the positions where `mask` is 1",
+         "fixed: _loss_cases", "loss_divides_by_all"),
+        ("masked_cross_entropy", "compute it stably", "fixed: _loss_cases (logits 1000); hidden "
+         "cases=[[[[1000.0, 0.0, -1000.0], ...]]]", "loss_unstable_softmax"),
+        ("masked_cross_entropy", "not a mean of per-sequence means",
+         "hidden cases=[[[[[0.5, 1.5], ...]]], ...]; fixed: _loss_cases", "loss_per_sequence_mean"),
+        ("masked_cross_entropy", "that `loss.backward()` can train with",
+         "fixed: _loss_cases (gradient compared)", "loss_detached"),
+        ("masked_cross_entropy", "when `mask` has no 1 at all there is nothing to learn from: "
+         "raise `ValueError`", "fixed: _loss_cases (empty mask)", "loss_empty_mask_nan"),
+        ("masked_cross_entropy", "`logits` has shape `(B, T, V)` or `(N, V)`",
+         "fixed: _loss_cases ((N, V))", "loss_needs_3d"),
+        ("masked_cross_entropy", "`mask` 0s and 1s (`torch.long`) or booleans",
+         "fixed: _loss_cases (long masks)", "loss_long_mask_as_index"),
+    ]),
+]
+
+# Stated rules that a check of returned values cannot see; the grading core would have to report
+# the arguments after the call (or the grad mode) to cover them.
+NOT_CHECKED = [
+    Rule(TOK, "merge", "Do not change `ids` itself.",
+         "a merge that edits ids in place and returns it returns the right list; the sandbox "
+         "reports only the returned value", "-"),
+    Rule(PD, "minhash_signature", "do not use Python's `hash()` of a string",
+         "hash() is stable inside one process, and every graded call of a notebook runs in one "
+         "process", "-"),
+    Rule(INF, "generate_with_cache", "Wrap the loop in `torch.no_grad()`.",
+         "the returned ids are the same with or without autograd", "-"),
+    Rule(FT, "render_conversation", "two lists of ints of the same length",
+         "bools, whole floats and 1-D tensors are accepted as ints on purpose (a tensor answer "
+         "is right: finetuning_answers.MORE_RIGHT['render_returns_tensors'])", "-"),
+    Rule(PT, "accumulate_gradients", "return the mean of the micro-batches' losses as a number",
+         "a one-number tensor is accepted as that number (the comparator reads .item())", "-"),
+]
