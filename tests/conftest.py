@@ -2,8 +2,8 @@
 
 - ``tests/submissions`` is importable (``pythonpath`` in pyproject.toml): the answers modules
   ``<assignment>_answers.py`` and the notebook makers ``make_submissions.py``.
-- Fixtures for what several test files need: reading ``grades.csv``, running the ``course``
-  console script, executing answer sources in one namespace as a notebook would.
+- Fixtures for what several test files need: the repository root, reading ``grades.csv``,
+  running the ``course`` console script.
 - Each test file is one ``xdist_group`` (``make test`` runs ``--dist loadgroup``), so a file's
   module fixtures are made once, on one worker, as with ``--dist loadfile``; a test with an
   ``assignment`` parameter is grouped by that assignment instead, so the five assignments of
@@ -72,17 +72,3 @@ def course():
     """``course(*args)``: the ``course`` console script that instructors and students run (the
     module when the script is not installed), as a finished process."""
     return _course
-
-
-def _exec_answers(names, sources: dict, defaults: dict, ns: dict | None = None) -> dict:
-    ns = {} if ns is None else ns
-    for name in names:
-        exec(sources.get(name, defaults[name]), ns)  # noqa: S102 (the answers are ours)
-    return ns
-
-
-@pytest.fixture(scope="session")
-def exec_answers():
-    """``exec_answers(names, sources, defaults, ns=None)``: the answer sources of ``names``, in
-    order, executed in one namespace as in a notebook (``sources`` first, else ``defaults``)."""
-    return _exec_answers

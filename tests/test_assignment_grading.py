@@ -244,39 +244,53 @@ def grade_in_process(assignment: str, nb) -> dict:
 
 
 # -- fixtures: one folder and one grading per assignment ---------------------------------------------
+# Each test takes the assignment as its own parameter (``conftest.py`` groups the tests by it for
+# xdist); what is made for an assignment is kept for the session, so it is made once however
+# pytest orders the tests.
+
+EVERY = pytest.mark.parametrize("assignment", list(CHAPTERS))
 
 
-@pytest.fixture(scope="module", params=list(CHAPTERS))
-def assignment(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def chapter(assignment):
     return CHAPTERS[assignment]
 
 
-@pytest.fixture(scope="module")
-def notebooks(assignment):
+@pytest.fixture(scope="session")
+def _made():
+    return {}
+
+
+@pytest.fixture
+def notebooks(assignment, _made):
     """Every notebook of the assignment, made from its current release."""
-    return make_submissions.chapter_cases(assignment)
+    key = ("notebooks", assignment)
+    if key not in _made:
+        _made[key] = make_submissions.chapter_cases(assignment)
+    return _made[key]
 
 
-@pytest.fixture(scope="module")
-def folder(assignment, notebooks, tmp_path_factory):
+@pytest.fixture
+def folder(assignment, notebooks, _made, tmp_path_factory):
     """The notebooks the grader grades, in a folder named after the assignment (as students'
     notebooks are, so that ``course check`` can tell the assignment from the folder)."""
-    d = tmp_path_factory.mktemp("submissions") / assignment
-    d.mkdir()
-    for stem in graded_stems(assignment):
-        nbformat.write(notebooks[stem], d / f"{stem}.ipynb")
-    return d
+    key = ("folder", assignment)
+    if key not in _made:
+        d = tmp_path_factory.mktemp("submissions") / assignment
+        d.mkdir()
+        for stem in graded_stems(assignment):
+            nbformat.write(notebooks[stem], d / f"{stem}.ipynb")
+        _made[key] = d
+    return _made[key]
 
 
-@pytest.fixture(scope="module")
-def runs(assignment, chapter, folder, tmp_path_factory):
+@pytest.fixture
+def runs(assignment, chapter, folder, _made, tmp_path_factory):
     """The folder graded once; then two of its notebooks graded again into the same output
     folder. Returns (the first run's grades.csv and feedback, the output folder)."""
+    key = ("runs", assignment)
+    if key in _made:
+        return _made[key]
     out = tmp_path_factory.mktemp("graded")
     grader.grade(assignment, folder, out, limits=chapter.limits, progress=False)
     first = tmp_path_factory.mktemp("first")  # what the regrade below overwrites
@@ -286,10 +300,11 @@ def runs(assignment, chapter, folder, tmp_path_factory):
     for stem in regraded_stems(assignment):
         shutil.copy(folder / f"{stem}.ipynb", again)
     grader.grade(assignment, again, out, limits=chapter.limits, progress=False)
-    return first, out
+    _made[key] = first, out
+    return _made[key]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rows(runs, read_grades):
     return read_grades(runs[0] / "grades.csv")
 
@@ -297,6 +312,7 @@ def rows(runs, read_grades):
 # -- what the assignment's folder holds -------------------------------------------------------------
 
 
+@EVERY
 def test_the_rows_match_the_answers(assignment, chapter, notebooks):
     """Every name in a row is a notebook the makers make. (Every task's failure crosses to the
     grader in the untouched release; ``graded_wrong`` adds the wrong results of their own.)"""
@@ -307,10 +323,12 @@ def test_the_rows_match_the_answers(assignment, chapter, notebooks):
     assert {"alternative", *(f"wrong_{w}" for w in wrong)} <= set(notebooks)
 
 
+@EVERY
 def test_every_graded_notebook_has_a_row(assignment, rows):
     assert set(rows) == {student(s) for s in graded_stems(assignment)}
 
 
+@EVERY
 def test_regrades_are_identical(assignment, runs, csv_rows):
     first, out = runs
     rows1, rows2 = csv_rows(first / "grades.csv"), csv_rows(out / "grades.csv")
@@ -321,6 +339,7 @@ def test_regrades_are_identical(assignment, runs, csv_rows):
         "grading the same notebooks again changed their rows of grades.csv"
 
 
+@EVERY
 def test_a_regrade_of_a_few_leaves_the_others_alone(assignment, runs):
     """Regrading a few students into a folder that holds a whole class makes feedback for those
     few only: nbgrader must not be asked (twice, by two processes at once) for the others'."""
@@ -333,6 +352,7 @@ def test_a_regrade_of_a_few_leaves_the_others_alone(assignment, runs):
 # -- outcomes through the grader ----------------------------------------------------------------------
 
 
+@EVERY
 def test_right_answers_get_every_autograded_point(chapter, rows):
     r = rows["solution-like"]
     assert float(r["score"]) == chapter.full, r["reasons"]
@@ -344,6 +364,7 @@ def test_right_answers_get_every_autograded_point(chapter, rows):
         assert float(r[gid]) == points, (gid, r["reasons"])
 
 
+@EVERY
 def test_untouched_release_scores_zero(chapter, rows):
     r = rows["untouched"]
     assert float(r["score"]) == 0, r["reasons"]
@@ -353,6 +374,7 @@ def test_untouched_release_scores_zero(chapter, rows):
         assert float(r[gid]) == 0 and f"{gid}: test 1 of " in r["reasons"], gid
 
 
+@EVERY
 def test_each_graded_wrong_answer_loses_exactly_its_task(assignment, chapter, rows):
     wrong = wrong_answers(assignment)
     for name in chapter.graded_wrong:
@@ -369,6 +391,7 @@ def test_each_graded_wrong_answer_loses_exactly_its_task(assignment, chapter, ro
             assert chapter.said[name] in r["reasons"], (name, r["reasons"])
 
 
+@EVERY
 def test_a_broken_function_loses_only_its_task(chapter, rows):
     for who, lost, reason in chapter.broken:
         r = rows[who]
@@ -380,6 +403,7 @@ def test_a_broken_function_loses_only_its_task(chapter, rows):
             assert "ran past the time limit" in r["notes"], r["notes"]
 
 
+@EVERY
 def test_the_references_are_caught(chapter, rows):
     r = rows["calls-reference"]
     lost, names = chapter.references
@@ -390,6 +414,7 @@ def test_the_references_are_caught(chapter, rows):
     assert float(r["score"]) == chapter.full - sum(chapter.points[g] for g in lost)
 
 
+@EVERY
 def test_an_edited_locked_cell_is_restored(chapter, rows):
     if chapter.edited_locked is None:
         pytest.skip("this assignment has no locked cell")
@@ -400,6 +425,7 @@ def test_an_edited_locked_cell_is_restored(chapter, rows):
     assert float(r["score"]) == chapter.full - chapter.points[lost]
 
 
+@EVERY
 def test_feedback_has_no_hidden_tests(chapter, runs, rows):
     fb = runs[0] / "feedback"
     for who in rows:
@@ -411,6 +437,7 @@ def test_feedback_has_no_hidden_tests(chapter, runs, rows):
     assert f"[grader] 0 / {lost} points" in page and f"[grader] {kept} / {kept} points" in page
 
 
+@EVERY
 def test_gradebook_holds_the_scores(assignment, chapter, runs):
     from nbgrader.api import Gradebook
 
@@ -421,6 +448,7 @@ def test_gradebook_holds_the_scores(assignment, chapter, runs):
             assert gb.find_submission(assignment, who).code_score == score, who
 
 
+@EVERY
 def test_course_check_on_the_solution(chapter, folder, course):
     proc = course("check", folder / "solution_like.ipynb")  # the assignment: the folder's name
     assert proc.returncode == 0, proc.stderr
@@ -430,6 +458,7 @@ def test_course_check_on_the_solution(chapter, folder, course):
     assert f"visible tests: {full} / {full} points" in proc.stdout, proc.stdout
 
 
+@EVERY
 def test_course_check_on_a_wrong_answer(assignment, chapter, notebooks, tmp_path, course):
     if chapter.check_wrong is None:
         pytest.skip("course check's report of a lost task is tested on one assignment")
@@ -444,6 +473,7 @@ def test_course_check_on_a_wrong_answer(assignment, chapter, notebooks, tmp_path
 # -- outcomes in-process ----------------------------------------------------------------------------
 
 
+@EVERY
 def test_in_process_grading_agrees_with_the_grader(assignment, chapter, notebooks, rows):
     """The in-process verdict (below) is the grader's: all right, all wrong, one task wrong, and
     a locked cell restored."""
@@ -456,6 +486,7 @@ def test_in_process_grading_agrees_with_the_grader(assignment, chapter, notebook
             (stem, verdict, r["reasons"])
 
 
+@EVERY
 def test_alternative_answers_get_every_point(assignment, notebooks):
     verdict = grade_in_process(assignment, notebooks["alternative"])
     assert not any(verdict.values()), verdict
@@ -466,7 +497,7 @@ def _every_wrong_answer():
             for a, ch in CHAPTERS.items() if ch.wrong_in_process for name in wrong_answers(a)]
 
 
-@pytest.mark.parametrize("assignment,name", _every_wrong_answer(), indirect=["assignment"])
+@pytest.mark.parametrize("assignment,name", _every_wrong_answer())
 def test_each_wrong_answer_loses_exactly_its_task(assignment, chapter, notebooks, name):
     verdict = grade_in_process(assignment, notebooks[f"wrong_{name}"])
     lost = f"test_{wrong_answers(assignment)[name]}"

@@ -1,6 +1,7 @@
 """The Inference (chapter 5) notebooks that are broken in ways of their own, for
 tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
-that differ from the solution's (``BROKEN``) and a locked cell edited around a wrong answer (``EDITED_LOCKED``).
+that differ from the solution's (``BROKEN``) and a locked cell edited around a wrong answer
+(``EDITED_LOCKED``).
 ``make_submissions.chapter_cases("inference")`` makes every notebook of the assignment from the current
 release, these, and the right and wrong answers of ``inference_answers.py``; the generic broken
 notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
