@@ -4,10 +4,6 @@
   ``<assignment>_answers.py`` and the notebook makers ``make_submissions.py``.
 - Fixtures for what several test files need: the repository root, reading ``grades.csv``,
   running the ``course`` console script.
-- Each test file is one ``xdist_group`` (``make test`` runs ``--dist loadgroup``), so a file's
-  module fixtures are made once, on one worker, as with ``--dist loadfile``; a test with an
-  ``assignment`` parameter is grouped by that assignment instead, so the five assignments of
-  tests/test_assignment_grading.py are graded side by side on both workers.
 """
 
 from __future__ import annotations
@@ -20,17 +16,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        group = f"assignment-{params['assignment']}" if "assignment" in params \
-            else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -244,9 +244,8 @@ def grade_in_process(assignment: str, nb) -> dict:
 
 
 # -- fixtures: one folder and one grading per assignment ---------------------------------------------
-# Each test takes the assignment as its own parameter (``conftest.py`` groups the tests by it for
-# xdist); what is made for an assignment is kept for the session, so it is made once however
-# pytest orders the tests.
+# Each test takes the assignment as its own parameter; what is made for an assignment is kept for
+# the session, so it is made once however pytest orders the tests.
 
 EVERY = pytest.mark.parametrize("assignment", list(CHAPTERS))
 
