@@ -29,7 +29,7 @@ book: install _build/.course_lib.stamp
 	$(BIN)/jupyter-book build . -W -n --keep-going --all
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

@@ -8,7 +8,6 @@ implementations are the ones the end-to-end grading test submits (tests/submissi
 from __future__ import annotations
 
 import functools
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,8 +21,7 @@ from course_lib.grading import checks, lms, verify
 from course_lib.grading import notebook as nbtools
 from course_lib.grading import tokenization as T
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import make_submissions as subs  # noqa: E402
+import make_submissions as subs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from course_lib import chat as C
 from course_lib.grading import checks
 from course_lib.grading import finetuning as F
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
 answers = importlib.import_module("finetuning_answers")
 
 ROOT = Path(__file__).resolve().parents[1]

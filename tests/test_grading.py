@@ -1,10 +1,13 @@
 """The grading round trip, with nbgrader's real CLI and gradebook, on the tokenization assignment.
 
-The submissions are made by ``tests/submissions/make_submissions.py`` from the release: right
-ones (the solution, one written differently, one that warns), one wrong answer per task, and
-every adversarial case of the grading issue. Each outcome is asserted below. The whole folder is
-graded three times (twice into the same output folder, once serially into another) and the
-three ``grades.csv`` must be identical.
+The submissions are made into ``tmp_path`` from the current release by
+``tests/submissions/make_submissions.py``: right ones (the solution, one written differently,
+one that warns), one wrong answer per task (``tokenization_answers.py``), and every adversarial
+case of the grading issue, including the generic broken notebooks (not JSON, a PDF, empty,
+``os._exit``, a segfault, endless loops), which are graded here once for the whole course; the
+other assignments are graded in tests/test_assignment_grading.py. Each outcome is asserted
+below. The whole folder is graded three times (twice into the same output folder, once serially
+into another) and the three ``grades.csv`` must be identical.
 """
 
 from __future__ import annotations
@@ -13,15 +16,13 @@ import csv
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
+import make_submissions
 from course_lib.grading import grader, sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
-SUBS = ROOT / "tests" / "submissions" / "tokenization"
 LIMITS = {"cell_seconds": 5.0, "call_seconds": 3.0, "notebook_seconds": 120.0,
           "memory_bytes": 2 << 30}
 FULL = 13.0  # autograded points; the written question (2) is graded by hand
@@ -30,21 +31,24 @@ ISOLATED = sandbox.isolation()["namespaces"]
 pytestmark = pytest.mark.slow
 
 
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["student_id"]: r for r in csv.DictReader(f)}
+@pytest.fixture(scope="module")
+def subs(tmp_path_factory):
+    """Every tokenization submission, made from the current release."""
+    d = tmp_path_factory.mktemp("made") / "tokenization"
+    make_submissions.write_folder(d, make_submissions.cases())
+    return d
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(subs, root, tmp_path_factory):
     """The adversarial folder plus the instructor's own solution and an LMS-named file."""
     d = tmp_path_factory.mktemp("submissions")
-    for p in SUBS.iterdir():
+    for p in subs.iterdir():
         shutil.copy(p, d / p.name)
-    shutil.copy(ROOT / "solutions" / "tokenization" / "tokenization.ipynb", d / "instructor.ipynb")
+    shutil.copy(root / "solutions" / "tokenization" / "tokenization.ipynb", d / "instructor.ipynb")
     # Canvas: lastfirst_userid_submissionid_originalname, a re-upload gets "-1"
-    shutil.copy(SUBS / "wrong_merge.ipynb", d / "smithjane_1001_2001_tokenization.ipynb")
-    shutil.copy(SUBS / "solution_like.ipynb", d / "smithjane_1001_2002_tokenization-1.ipynb")
+    shutil.copy(subs / "wrong_merge.ipynb", d / "smithjane_1001_2001_tokenization.ipynb")
+    shutil.copy(subs / "solution_like.ipynb", d / "smithjane_1001_2002_tokenization-1.ipynb")
     roster = d.parent / "roster.csv"
     with open(roster, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -69,8 +73,8 @@ def runs(folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rows(runs):
-    return read_csv(runs[0] / "grades.csv")
+def rows(runs, read_grades):
+    return read_grades(runs[0] / "grades.csv")
 
 
 def autograded(out, student):
@@ -257,40 +261,39 @@ def test_gradebook_holds_the_scores_and_nbgrader_export_works(runs, rows):
     assert float(exported["solution-like"]["raw_score"]) == FULL
 
 
-def test_manual_scores_survive_a_regrade(folder, tmp_path):
+def test_manual_scores_survive_a_regrade(subs, tmp_path, read_grades):
     from nbgrader.api import Gradebook
 
-    d, roster = folder
     small = tmp_path / "small"
     small.mkdir()
-    shutil.copy(SUBS / "solution_like.ipynb", small / "Ana Lima.ipynb")
+    shutil.copy(subs / "solution_like.ipynb", small / "Ana Lima.ipynb")
     out = tmp_path / "out"
     grader.grade("tokenization", small, out, limits=LIMITS, progress=False)
-    assert read_csv(out / "grades.csv")["ana-lima"]["status"] == "needs manual grading"
+    assert read_grades(out / "grades.csv")["ana-lima"]["status"] == "needs manual grading"
     with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
         g = gb.find_grade("written_question", "tokenization", "tokenization", "ana-lima")
         g.manual_score = 2
         gb.db.commit()
     grader.grade("tokenization", small, out, limits=LIMITS, progress=False)
-    row = read_csv(out / "grades.csv")["ana-lima"]
+    row = read_grades(out / "grades.csv")["ana-lima"]
     assert row["status"] == "graded"
     with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
         assert gb.find_submission("tokenization", "ana-lima").score == FULL + 2
 
 
-def test_course_grade_cli_on_a_zip(tmp_path):
+def test_course_grade_cli_on_a_zip(subs, tmp_path, read_grades):
     import zipfile
 
     z = tmp_path / "export.zip"
     with zipfile.ZipFile(z, "w") as f:
-        f.write(SUBS / "solution_like.ipynb",
+        f.write(subs / "solution_like.ipynb",
                 "Ana Lima_5_assignsubmission_file_/tokenization.ipynb")
-        f.write(SUBS / "wrong_decode.ipynb", "../../Bo Chen.ipynb")
+        f.write(subs / "wrong_decode.ipynb", "../../Bo Chen.ipynb")
     proc = subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "grade",
                            "tokenization", str(z), "--out", str(tmp_path / "out"),
                            "--cell-timeout", "5"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    rows = read_csv(tmp_path / "out" / "grades.csv")
+    rows = read_grades(tmp_path / "out" / "grades.csv")
     assert float(rows["ana-lima"]["score"]) == FULL
     assert float(rows["bo-chen"]["score"]) == FULL - 2
     assert not (tmp_path.parent / "Bo Chen.ipynb").exists()
@@ -304,20 +307,20 @@ def test_cli_help_explains_the_csv():
         assert word in proc.stdout
 
 
-def test_student_check_matches_the_visible_tests():
+def test_student_check_matches_the_visible_tests(subs):
     proc = subprocess.run([sys.executable, "-m", "course_lib.grading.cli", "check",
-                           str(SUBS / "wrong_merge.ipynb"), "--assignment", "tokenization"],
+                           str(subs / "wrong_merge.ipynb"), "--assignment", "tokenization"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "test_merge: 0 / 2" in proc.stdout and "expected: [4, 3, 4]" in proc.stdout
     assert "visible tests: 4 / 13" in proc.stdout
 
 
-def test_without_root_the_sandbox_still_grades(monkeypatch):
+def test_without_root_the_sandbox_still_grades(subs, monkeypatch):
     """On a student's laptop there are no namespaces: limits and a process group only."""
     monkeypatch.setattr(sandbox, "isolation", lambda: {
         "namespaces": False, "user": None, "missing": ["network", "filesystem", "user"]})
-    r = grader.check(SUBS / "solution_like.ipynb", "tokenization", limits=LIMITS)
+    r = grader.check(subs / "solution_like.ipynb", "tokenization", limits=LIMITS)
     assert r.score == FULL, r.cells
-    r = grader.check(SUBS / "infinite_loop_function.ipynb", "tokenization", limits=LIMITS)
+    r = grader.check(subs / "infinite_loop_function.ipynb", "tokenization", limits=LIMITS)
     assert r.cells["test_merge"]["score"] == 0

@@ -6,7 +6,6 @@ many draws, and generate_with_cache by the naive loop's tokens and the positions
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from course_lib import generate as G
 from course_lib.grading import checks
 from course_lib.grading import inference as I
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import inference_answers as answers  # noqa: E402
+import inference_answers as answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "inference" / "inference.ipynb"

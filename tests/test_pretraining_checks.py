@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ from course_lib import train as TR
 from course_lib.grading import checks
 from course_lib.grading import pretraining as P
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import pretraining_answers as answers  # noqa: E402
+import pretraining_answers as answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "pretraining" / "pretraining.ipynb"

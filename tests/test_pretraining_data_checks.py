@@ -12,7 +12,6 @@ gives a hint. The answers are those the grading test submits
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from course_lib.grading import checks, verify
 from course_lib.grading import notebook as nbtools
 from course_lib.grading import pretraining_data as P
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import pretraining_data_answers as answers  # noqa: E402
+import pretraining_data_answers as answers
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "solutions" / "pretraining_data" / "pretraining_data.ipynb"

@@ -4,7 +4,6 @@ fails with the input, the difference and a hint, and calling course_lib.model is
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from course_lib import model as M
 from course_lib.grading import checks
 from course_lib.grading import transformer as T
 
-sys.path.insert(0, str(Path(__file__).parent / "submissions"))
-import transformer_answers as answers  # noqa: E402
+import transformer_answers as answers
 
 
 def load(overrides: dict) -> dict:

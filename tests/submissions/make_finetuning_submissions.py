@@ -1,30 +1,18 @@
-"""Make the Finetuning (chapter 6) submissions that tests/test_finetuning_grading.py grades: right
-ones, one wrong answer per entry of ``finetuning_answers.WRONG``, the untouched release and a few
-broken ones.
+"""The Finetuning (chapter 6) notebooks that are broken in ways of their own, for
+tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
+that differ from the solution's (``BROKEN``) and a locked cell edited around a wrong answer
+(``EDITED_LOCKED``).
+``make_submissions.chapter_cases("finetuning")`` makes every notebook of the assignment from the current
+release, these, and the right and wrong answers of ``finetuning_answers.py``; the generic broken
+notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
+the course in tests/test_grading.py. To look at the notebooks::
 
-Each case starts from the released notebook (``assignments/finetuning``), as a student would,
-and fills in answer cells with the source strings of ``finetuning_answers.py`` (the answers
-``tests/test_finetuning_checks.py`` checks in-process). The helpers are those of
-``make_submissions.py``. Run after ``course release finetuning`` changes the release, or after
-the answers change, and commit the notebooks::
-
-    python tests/submissions/make_finetuning_submissions.py
+    python tests/submissions/make_submissions.py finetuning /tmp/finetuning
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-answers = importlib.import_module("finetuning_answers")
-base = importlib.import_module("make_submissions")
-
-ROOT = HERE.parents[1]
-OUT = HERE / "finetuning"
-ASSIGNMENT = "finetuning"
+import finetuning_answers as answers
 
 WRITTEN = ("Nothing in the network knows its own name: the finetuning data holds a few identity "
            "conversations (\"Who are you?\" answered with \"I am Pebble, ...\"), and the model "
@@ -69,33 +57,13 @@ def masked_cross_entropy_with_grad(logits, targets, mask):
     return checks.reference_masked_cross_entropy_with_grad(logits, targets, mask)'''
 
 
-def release_nb():
-    return base.release_nb(ASSIGNMENT)
+# the solution's answers with these answer cells replaced (by grade id)
+BROKEN = {
+    "infinite_loop_function": {"render_conversation": LOOPING_RENDER},
+    "syntax_error_cell": {"masked_cross_entropy": SYNTAX_ERROR_LOSS},
+    "calls_reference": CALLS_REFERENCE,
+}
 
-
-def fill(answer_sources=None, written=WRITTEN):
-    """The release with the given answer cells (by grade id) and the written answer filled in."""
-    return base.fill(answer_sources, written=written, nb=release_nb())
-
-
-def cases() -> dict:
-    c = base.answer_cases(release_nb(), fill, answers)
-    # -- broken ------------------------------------------------------------------------------
-    c["infinite_loop_function"] = fill({**answers.CORRECT, "render_conversation": LOOPING_RENDER})
-    c["syntax_error_cell"] = fill({**answers.CORRECT, "masked_cross_entropy": SYNTAX_ERROR_LOSS})
-    c["calls_reference"] = fill({**answers.CORRECT, **CALLS_REFERENCE})
-    c["edited_locked_cell"] = base.edit_cell(
-        fill({**answers.CORRECT,
-              "masked_cross_entropy": answers.WRONG["loss_ignores_mask"][1]}),
-        "masked_cross_entropy_with_grad", EDITED_LOCKED_HELPER)
-    c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "render_conversation",
-                                          "import os\nos._exit(0)")
-    return c
-
-
-def main():
-    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
-
-
-if __name__ == "__main__":
-    main()
+# (locked cell, the source it was edited to, the answers around it)
+EDITED_LOCKED = ("masked_cross_entropy_with_grad", EDITED_LOCKED_HELPER,
+                 {"masked_cross_entropy": answers.WRONG["loss_ignores_mask"][1]})

@@ -1,29 +1,18 @@
-"""Make the Inference (chapter 5) submissions that tests/test_inference_grading.py grades: right
-ones, one wrong answer per entry of ``inference_answers.WRONG``, the untouched release and a few
-broken ones.
+"""The Inference (chapter 5) notebooks that are broken in ways of their own, for
+tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
+that differ from the solution's (``BROKEN``) and a locked cell edited around a wrong answer
+(``EDITED_LOCKED``).
+``make_submissions.chapter_cases("inference")`` makes every notebook of the assignment from the current
+release, these, and the right and wrong answers of ``inference_answers.py``; the generic broken
+notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
+the course in tests/test_grading.py. To look at the notebooks::
 
-Each case starts from the released notebook (``assignments/inference``), as a student would,
-and fills in answer cells with the source strings of ``inference_answers.py`` (the answers
-``tests/test_inference_checks.py`` checks in-process). The helpers are those of
-``make_submissions.py``. Run after ``course release inference`` changes the release, or after
-the answers change, and commit the notebooks::
-
-    python tests/submissions/make_inference_submissions.py
+    python tests/submissions/make_submissions.py inference /tmp/inference
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-import inference_answers as answers  # noqa: E402
-import make_submissions as base  # noqa: E402
-
-ROOT = HERE.parents[1]
-OUT = HERE / "inference"
-ASSIGNMENT = "inference"
+import inference_answers as answers
 
 WRITTEN = ("A causal model's earlier positions never attend to later ones, so the keys and values "
            "of the tokens already read are the same whatever comes after them; the cache only "
@@ -66,34 +55,13 @@ def generate_with_cache_on_gpt(config, seed, ids, max_new_tokens):
     return out'''
 
 
-def release_nb():
-    return base.release_nb(ASSIGNMENT)
+# the solution's answers with these answer cells replaced (by grade id)
+BROKEN = {
+    "infinite_loop_function": {"top_k_filter": LOOPING_TOP_K},
+    "syntax_error_cell": {"generate_with_cache": SYNTAX_ERROR_GENERATE},
+    "calls_reference": CALLS_REFERENCE,
+}
 
-
-def fill(answer_sources=None, written=WRITTEN):
-    """The release with the given answer cells (by grade id) and the written answer filled in."""
-    return base.fill(answer_sources, written=written, nb=release_nb())
-
-
-def cases() -> dict:
-    c = base.answer_cases(release_nb(), fill, answers)
-    # -- broken ------------------------------------------------------------------------------
-    c["infinite_loop_function"] = fill({**answers.CORRECT, "top_k_filter": LOOPING_TOP_K})
-    c["syntax_error_cell"] = fill({**answers.CORRECT,
-                                   "generate_with_cache": SYNTAX_ERROR_GENERATE})
-    c["calls_reference"] = fill({**answers.CORRECT, **CALLS_REFERENCE})
-    c["edited_locked_cell"] = base.edit_cell(
-        fill({**answers.CORRECT,
-              "generate_with_cache": answers.WRONG["no_cache_recomputes"][1]}),
-        "generate_with_cache_on_gpt", EDITED_LOCKED_HELPER)
-    c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "top_k_filter",
-                                          "import os\nos._exit(0)")
-    return c
-
-
-def main():
-    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
-
-
-if __name__ == "__main__":
-    main()
+# (locked cell, the source it was edited to, the answers around it)
+EDITED_LOCKED = ("generate_with_cache_on_gpt", EDITED_LOCKED_HELPER,
+                 {"generate_with_cache": answers.WRONG["no_cache_recomputes"][1]})

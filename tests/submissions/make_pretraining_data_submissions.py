@@ -1,29 +1,17 @@
-"""Make the Pretraining data (chapter 1) submissions that tests/test_pretraining_data_grading.py
-grades: right ones, one wrong answer per task, the untouched release and a few broken ones.
+"""The Pretraining data (chapter 1) notebooks that are broken in ways of their own, for
+tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
+that differ from the solution's (``BROKEN``).
+``make_submissions.chapter_cases("pretraining_data")`` makes every notebook of the assignment from the current
+release, these, and the right and wrong answers of ``pretraining_data_answers.py``; the generic broken
+notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
+the course in tests/test_grading.py. To look at the notebooks::
 
-Each case starts from the released notebook (``assignments/pretraining_data``), as a student
-would, and fills in answer cells with the source strings of ``pretraining_data_answers.py``.
-The helpers (``fill``, ``insert_after``, ``not_notebooks``) are the tokenization ones of
-``make_submissions.py``. Run after ``course release pretraining_data`` changes the release, or
-after the answers change, and commit the notebooks::
-
-    python tests/submissions/make_pretraining_data_submissions.py
+    python tests/submissions/make_submissions.py pretraining_data /tmp/pretraining_data
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-import make_submissions as base  # noqa: E402
-import pretraining_data_answers as answers  # noqa: E402
-
-ROOT = HERE.parents[1]
-OUT = HERE / "pretraining_data"
-ASSIGNMENT = "pretraining_data"
+import pretraining_data_answers as answers
 
 WRITTEN = ("Pages between 0.3 and 0.65 mix languages or have little running text: an English "
            "article with a German menu, lists of names and numbers, very short pages. At 0.99 "
@@ -53,29 +41,9 @@ assert SYNTAX_ERROR_LANGUAGE != answers.LANGUAGE
 CALLS_REFERENCE_EXTRACT = "from course_lib.data import extract_text"
 
 
-def release_nb():
-    return base.release_nb(ASSIGNMENT)
-
-
-def fill(answer_sources=None, written=WRITTEN):
-    """The release with the given answer cells (by grade id) and the written answer filled in."""
-    return base.fill(answer_sources, written=written, nb=release_nb())
-
-
-def cases() -> dict:
-    c = base.answer_cases(release_nb(), fill, answers)
-    # -- broken ------------------------------------------------------------------------------
-    c["infinite_loop_function"] = fill({**answers.CORRECT, "redact_pii": LOOPING_PII})
-    c["syntax_error_cell"] = fill({**answers.CORRECT, "language_score": SYNTAX_ERROR_LANGUAGE})
-    c["calls_reference"] = fill({**answers.CORRECT, "extract_text": CALLS_REFERENCE_EXTRACT})
-    c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "near_duplicate_pairs",
-                                          "import os\nos._exit(0)")
-    return c
-
-
-def main():
-    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
-
-
-if __name__ == "__main__":
-    main()
+# the solution's answers with these answer cells replaced (by grade id)
+BROKEN = {
+    "infinite_loop_function": {"redact_pii": LOOPING_PII},
+    "syntax_error_cell": {"language_score": SYNTAX_ERROR_LANGUAGE},
+    "calls_reference": {"extract_text": CALLS_REFERENCE_EXTRACT},
+}

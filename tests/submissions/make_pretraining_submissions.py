@@ -1,29 +1,18 @@
-"""Make the Pretraining (chapter 4) submissions that tests/test_pretraining_grading.py grades:
-right ones, one wrong answer per entry of ``pretraining_answers.WRONG``, the untouched release
-and a few broken ones.
+"""The Pretraining (chapter 4) notebooks that are broken in ways of their own, for
+tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
+that differ from the solution's (``BROKEN``) and a locked cell edited around a wrong answer
+(``EDITED_LOCKED``).
+``make_submissions.chapter_cases("pretraining")`` makes every notebook of the assignment from the current
+release, these, and the right and wrong answers of ``pretraining_answers.py``; the generic broken
+notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
+the course in tests/test_grading.py. To look at the notebooks::
 
-Each case starts from the released notebook (``assignments/pretraining``), as a student would,
-and fills in answer cells with the source strings of ``pretraining_answers.py`` (the answers
-``tests/test_pretraining_checks.py`` checks in-process). The helpers are those of
-``make_submissions.py``. Run after ``course release pretraining`` changes the release, or after
-the answers change, and commit the notebooks::
-
-    python tests/submissions/make_pretraining_submissions.py
+    python tests/submissions/make_submissions.py pretraining /tmp/pretraining
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-import make_submissions as base  # noqa: E402
-import pretraining_answers as answers  # noqa: E402
-
-ROOT = HERE.parents[1]
-OUT = HERE / "pretraining"
-ASSIGNMENT = "pretraining"
+import pretraining_answers as answers
 
 WRITTEN = ("At the start the weights are random and the gradients are big and noisy, and Adam's "
            "estimates of their size come from very few steps, so a full learning rate can throw "
@@ -69,32 +58,13 @@ def accumulate_gradients_on_gpt(config, seed, batches):
     return out'''
 
 
-def release_nb():
-    return base.release_nb(ASSIGNMENT)
+# the solution's answers with these answer cells replaced (by grade id)
+BROKEN = {
+    "infinite_loop_function": {"cross_entropy": LOOPING_CROSS_ENTROPY},
+    "syntax_error_cell": {"mfu": SYNTAX_ERROR_MFU},
+    "calls_reference": CALLS_REFERENCE,
+}
 
-
-def fill(answer_sources=None, written=WRITTEN):
-    """The release with the given answer cells (by grade id) and the written answer filled in."""
-    return base.fill(answer_sources, written=written, nb=release_nb())
-
-
-def cases() -> dict:
-    c = base.answer_cases(release_nb(), fill, answers)
-    # -- broken ------------------------------------------------------------------------------
-    c["infinite_loop_function"] = fill({**answers.CORRECT, "cross_entropy": LOOPING_CROSS_ENTROPY})
-    c["syntax_error_cell"] = fill({**answers.CORRECT, "mfu": SYNTAX_ERROR_MFU})
-    c["calls_reference"] = fill({**answers.CORRECT, **CALLS_REFERENCE})
-    c["edited_locked_cell"] = base.edit_cell(
-        fill({**answers.CORRECT, "accumulate_gradients": answers.WRONG["no_backward"][1]}),
-        "accumulate_gradients_on_gpt", EDITED_LOCKED_HELPER)
-    c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "lr_at",
-                                          "import os\nos._exit(0)")
-    return c
-
-
-def main():
-    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
-
-
-if __name__ == "__main__":
-    main()
+# (locked cell, the source it was edited to, the answers around it)
+EDITED_LOCKED = ("accumulate_gradients_on_gpt", EDITED_LOCKED_HELPER,
+                 {"accumulate_gradients": answers.WRONG["no_backward"][1]})

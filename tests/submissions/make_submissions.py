@@ -1,166 +1,29 @@
 """Make the submissions the grading tests grade: right, wrong, broken and adversarial.
 
-Each case starts from the released notebook (``assignments/tokenization``), as a student would,
-and fills in or changes cells. Outcomes are asserted in ``tests/test_grading.py``. Run after
-``course release`` changes the release::
+Each case starts from the current released notebook (``assignments/<name>``), as a student would,
+and fills in or changes cells; the tests make them into ``tmp_path`` when they run, so they
+never go stale when an assignment is released again. ``cases()`` is the tokenization folder,
+with every adversarial case of the grading issue (graded once for the course in
+``tests/test_grading.py``); ``chapter_cases(name)`` is any other assignment's, made from
+``<name>_answers.py`` and ``make_<name>_submissions.py`` (graded in
+``tests/test_assignment_grading.py``). To look at a folder::
 
-    python tests/submissions/make_submissions.py
+    python tests/submissions/make_submissions.py [ASSIGNMENT] [OUT]
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import sys
 from pathlib import Path
 
 import nbformat
 
-HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
-OUT = HERE / "tokenization"
+from tokenization_answers import (  # noqa: F401 (the names the tokenization tests use)
+    ALTERNATIVE, CORRECT, DECODE_PER_TOKEN, MERGE, WRITTEN, WRONG)
 
-# -- answers ------------------------------------------------------------------------------------
-
-GET_STATS = '''def get_stats(ids):
-    counts = {}
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts'''
-MERGE = '''def merge(ids, pair, idx):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(idx)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out'''
-TRAIN = '''def train_bpe(text, vocab_size):
-    ids = list(text.encode("utf-8"))
-    merges = {}
-    for idx in range(256, vocab_size):
-        stats = get_stats(ids)
-        if not stats:
-            break
-        pair = min(stats, key=lambda p: (-stats[p], p))
-        ids = merge(ids, pair, idx)
-        merges[pair] = idx
-    return merges'''
-ENCODE = '''def encode(text, merges):
-    ids = list(text.encode("utf-8"))
-    while len(ids) >= 2:
-        stats = get_stats(ids)
-        pair = min(stats, key=lambda p: merges.get(p, float("inf")))
-        if pair not in merges:
-            break
-        ids = merge(ids, pair, merges[pair])
-    return ids'''
-DECODE = '''def decode(ids, merges):
-    vocab = {i: bytes([i]) for i in range(256)}
-    for (a, b), idx in merges.items():
-        vocab[idx] = vocab[a] + vocab[b]
-    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")'''
-CORRECT = {"get_stats": GET_STATS, "merge": MERGE, "train_bpe": TRAIN, "encode": ENCODE,
-           "decode": DECODE}
-
-# Correct, written differently from the solution (Counter, regex-free slicing, a different
-# encode: apply merges in learned order, which gives the same ids for byte-level BPE).
-ALTERNATIVE = {
-    "get_stats": '''import collections
-
-def get_stats(ids):
-    return dict(collections.Counter(zip(ids, ids[1:])))''',
-    "merge": '''def merge(ids, pair, idx):
-    out = list(ids)
-    k = 0
-    while k < len(out) - 1:
-        if out[k] == pair[0] and out[k + 1] == pair[1]:
-            out[k:k + 2] = [idx]
-        k += 1
-    return out''',
-    "train_bpe": '''def train_bpe(text, vocab_size):
-    seq = list(text.encode())
-    learned = {}
-    while len(learned) < vocab_size - 256:
-        counts = get_stats(seq)
-        if not counts:
-            return learned
-        top = max(counts.values())
-        best = sorted(p for p, c in counts.items() if c == top)[0]
-        new = 256 + len(learned)
-        learned[best] = new
-        seq = merge(seq, best, new)
-    return learned''',
-    "encode": '''def encode(text, merges):
-    ids = list(text.encode())
-    for pair, idx in sorted(merges.items(), key=lambda kv: kv[1]):
-        ids = merge(ids, pair, idx)
-    return ids''',
-    "decode": '''def decode(ids, merges):
-    parts = {}
-    def token_bytes(i):
-        if i < 256:
-            return bytes([i])
-        if i not in parts:
-            a, b = next(p for p, j in merges.items() if j == i)
-            parts[i] = token_bytes(a) + token_bytes(b)
-        return parts[i]
-    return bytes().join(token_bytes(i) for i in ids).decode("utf-8", "replace")''',
-}
-
-# One wrong implementation per task (each must lose exactly that task's points).
-WRONG = {
-    "get_stats": '''def get_stats(ids):  # misses the last pair
-    counts = {}
-    for i in range(len(ids) - 2):
-        pair = (ids[i], ids[i + 1])
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts''',
-    "merge": '''def merge(ids, pair, idx):  # does not skip the second id of a merged pair
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(idx)
-        else:
-            out.append(ids[i])
-        i += 1
-    return out''',
-    "train_bpe": '''def train_bpe(text, vocab_size):  # ties go to the first pair seen, not the smallest
-    ids = list(text.encode("utf-8"))
-    merges = {}
-    for idx in range(256, vocab_size):
-        stats = get_stats(ids)
-        if not stats:
-            break
-        pair = max(stats, key=stats.get)
-        ids = merge(ids, pair, idx)
-        merges[pair] = idx
-    return merges''',
-    "encode": '''def encode(text, merges):  # applies the most frequent pair, not the earliest merge
-    ids = list(text.encode("utf-8"))
-    while len(ids) >= 2:
-        stats = get_stats(ids)
-        known = [p for p in stats if p in merges]
-        if not known:
-            break
-        pair = max(known, key=lambda p: (stats[p], -merges[p]))
-        ids = merge(ids, pair, merges[pair])
-    return ids''',
-    "decode": '''def decode(ids, merges):  # strict UTF-8: raises on a cut character
-    vocab = {i: bytes([i]) for i in range(256)}
-    for (a, b), idx in merges.items():
-        vocab[idx] = vocab[a] + vocab[b]
-    return b"".join(vocab[i] for i in ids).decode("utf-8")''',
-}
-
-DECODE_PER_TOKEN = '''def decode(ids, merges):  # decodes token by token: breaks characters split across tokens
-    vocab = {i: bytes([i]) for i in range(256)}
-    for (a, b), idx in merges.items():
-        vocab[idx] = vocab[a] + vocab[b]
-    return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)'''
-
-WRITTEN = ("The model sees three token ids, not ten letters, so the count of r's is not in its "
-           "input; spelling the word with spaces makes each letter a token.")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def release_nb(assignment="tokenization"):
@@ -207,6 +70,27 @@ def answer_cases(release, fill, answers) -> dict:
     for name, wrong in answers.WRONG.items():
         task, src = wrong if isinstance(wrong, tuple) else (name, wrong)
         c[f"wrong_{name}"] = fill({**answers.CORRECT, task: src})
+    return c
+
+
+def chapter_cases(assignment: str) -> dict:
+    """Every notebook of an assignment's folder, from its current release: those of
+    ``answer_cases`` from ``<assignment>_answers.py``, and the broken ones of
+    ``make_<assignment>_submissions.py`` (``BROKEN``: {name: answer sources that replace the
+    solution's}; ``EDITED_LOCKED``: a locked cell edited around wrong answers)."""
+    answers = importlib.import_module(f"{assignment}_answers")
+    broken = importlib.import_module(f"make_{assignment}_submissions")
+    release = release_nb(assignment)
+
+    def fill_in(sources=None):
+        return fill(sources, written=broken.WRITTEN, nb=release)
+
+    c = answer_cases(release, fill_in, answers)
+    for name, sources in broken.BROKEN.items():
+        c[name] = fill_in({**answers.CORRECT, **sources})
+    if hasattr(broken, "EDITED_LOCKED"):
+        cell, source, sources = broken.EDITED_LOCKED
+        c["edited_locked_cell"] = edit_cell(fill_in({**answers.CORRECT, **sources}), cell, source)
     return c
 
 
@@ -359,8 +243,16 @@ def write_folder(out: Path, notebooks: dict, extra_files=("invalid_json.ipynb", 
     print(f"wrote {len(list(out.iterdir()))} files to {out}")
 
 
-def main():
-    write_folder(OUT, cases())
+def main(argv=None):
+    """``make_submissions.py [ASSIGNMENT] [OUT]``: write an assignment's folder (tokenization's
+    by default, with its files that are not notebooks) to look at."""
+    args = sys.argv[1:] if argv is None else argv
+    assignment = args[0] if args else "tokenization"
+    out = Path(args[1]) if len(args) > 1 else Path("submissions") / assignment
+    if assignment == "tokenization":
+        write_folder(out, cases())
+    else:
+        write_folder(out, chapter_cases(assignment), extra_files=())
 
 
 if __name__ == "__main__":

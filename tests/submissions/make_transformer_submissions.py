@@ -1,31 +1,17 @@
-"""Make the Transformer (chapter 3) submissions that tests/test_transformer_grading.py grades:
-right ones, one wrong answer per entry of ``transformer_answers.WRONG``, the untouched release
-and a few broken ones.
+"""The Transformer (chapter 3) notebooks that are broken in ways of their own, for
+tests/test_assignment_grading.py: the written answer, and per broken notebook the answer cells
+that differ from the solution's (``BROKEN``).
+``make_submissions.chapter_cases("transformer")`` makes every notebook of the assignment from the current
+release, these, and the right and wrong answers of ``transformer_answers.py``; the generic broken
+notebooks (not JSON, empty, ``os._exit``) are those of the tokenization assignment, graded once for
+the course in tests/test_grading.py. To look at the notebooks::
 
-Each case starts from the released notebook (``assignments/transformer``), as a student would,
-and fills in answer cells with the source strings of ``transformer_answers.py`` (the answers
-``tests/test_transformer_checks.py`` checks in-process). The helpers (``fill``,
-``insert_after``, ``not_notebooks``) are the tokenization ones of ``make_submissions.py``. Run
-after ``course release transformer`` changes the release, or after the answers change, and
-commit the notebooks::
-
-    python tests/submissions/make_transformer_submissions.py
+    python tests/submissions/make_submissions.py transformer /tmp/transformer
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-import make_submissions as base  # noqa: E402
-import transformer_answers as answers  # noqa: E402
-
-ROOT = HERE.parents[1]
-OUT = HERE / "transformer"
-ASSIGNMENT = "transformer"
+import transformer_answers as answers
 
 WRITTEN = ("Masking after the softmax zeroes some weights but leaves the rest normalised over "
            "all positions, so the row no longer sums to 1 and the future still shaped the "
@@ -54,29 +40,9 @@ assert SYNTAX_ERROR_BLOCK != answers.BLOCK
 CALLS_REFERENCE_ATTENTION = "from course_lib.model import attention"
 
 
-def release_nb():
-    return base.release_nb(ASSIGNMENT)
-
-
-def fill(answer_sources=None, written=WRITTEN):
-    """The release with the given answer cells (by grade id) and the written answer filled in."""
-    return base.fill(answer_sources, written=written, nb=release_nb())
-
-
-def cases() -> dict:
-    c = base.answer_cases(release_nb(), fill, answers)
-    # -- broken ------------------------------------------------------------------------------
-    c["infinite_loop_function"] = fill({**answers.CORRECT, "count_parameters": LOOPING_COUNT})
-    c["syntax_error_cell"] = fill({**answers.CORRECT, "block_forward": SYNTAX_ERROR_BLOCK})
-    c["calls_reference"] = fill({**answers.CORRECT, "attention": CALLS_REFERENCE_ATTENTION})
-    c["os_exit_cell"] = base.insert_after(fill(answers.CORRECT), "block_forward",
-                                          "import os\nos._exit(0)")
-    return c
-
-
-def main():
-    base.write_folder(OUT, cases(), extra_files=("invalid_json.ipynb", "empty.ipynb"))
-
-
-if __name__ == "__main__":
-    main()
+# the solution's answers with these answer cells replaced (by grade id)
+BROKEN = {
+    "infinite_loop_function": {"count_parameters": LOOPING_COUNT},
+    "syntax_error_cell": {"block_forward": SYNTAX_ERROR_BLOCK},
+    "calls_reference": {"attention": CALLS_REFERENCE_ATTENTION},
+}

@@ -1,0 +1,60 @@
+"""Shared test support.
+
+- ``tests/submissions`` is importable (``pythonpath`` in pyproject.toml): the answers modules
+  ``<assignment>_answers.py`` and the notebook makers ``make_submissions.py``.
+- Fixtures for what several test files need: the repository root, reading ``grades.csv``,
+  running the ``course`` console script.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """The repository root (``solutions/``, ``assignments/``, ``book/``)."""
+    return ROOT
+
+
+def _read_grades(path) -> dict:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["student_id"]: r for r in csv.DictReader(f)}
+
+
+def _csv_rows(path) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="session")
+def read_grades():
+    """``read_grades(path)``: a ``grades.csv`` as ``{student_id: row}``."""
+    return _read_grades
+
+
+@pytest.fixture(scope="session")
+def csv_rows():
+    """``csv_rows(path)``: a CSV file as a list of rows, header first."""
+    return _csv_rows
+
+
+def _course(*args, timeout=300):
+    script = Path(sys.executable).with_name("course")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "course_lib.grading.cli"]
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def course():
+    """``course(*args)``: the ``course`` console script that instructors and students run (the
+    module when the script is not installed), as a finished process."""
+    return _course
