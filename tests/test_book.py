@@ -80,6 +80,9 @@ def remote_loads(html: str) -> list[str]:
     """Every address outside the book that a page loads: <script src>, <link href> (stylesheets,
     preloads, fonts, icons), <img src>, CSS url(...) and @import, and the RequireJS/widget
     loaders that ipywidgets outputs pull from CDNs. Links a reader clicks (<a href>) are fine."""
+    # sphinx-thebe (part of jupyter-book) names its CDN in a constant it reads only when a launch
+    # button is pressed; _config.yml has none (thebe: false, tested above), so nothing loads it
+    html = re.sub(r'const THEBE_JS_URL = "[^"]*";', "", html)
     found = []
     for tag, attr in [("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"),
                       ("source", "src"), ("embed", "src")]:
