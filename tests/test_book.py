@@ -321,11 +321,14 @@ def test_the_book_builds_and_renders_its_chapters():
 
 
 def tiny_book(root: Path, cell: str) -> Path:
-    """A one-chapter book with the course's real _config.yml (and its static files)."""
+    """A one-chapter book with the course's real _config.yml (and its static files and local
+    Sphinx extensions)."""
     root.mkdir()
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
-    if (ROOT / "book" / "_static").exists():
-        shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
+    for folder in ["_static", "_ext"]:
+        if (ROOT / "book" / folder).exists():
+            shutil.copytree(ROOT / "book" / folder, root / "book" / folder,
+                            ignore=shutil.ignore_patterns("__pycache__"))
     (root / "book").mkdir(exist_ok=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/page\n")
     (root / "book" / "intro.md").write_text("# Intro\n\nA throwaway book.\n")
