@@ -2,8 +2,13 @@
 cell that raises fails the build.
 
 The fast tests check the configuration (what must hold for the build to be a test at all). The
-slow ones build: the real book into ``tmp_path`` (never into the source tree), offline where the
-machine allows it, and a throwaway book with our ``_config.yml`` whose page raises.
+slow ones build: the real book, offline where the machine allows it, and a throwaway book with
+our ``_config.yml`` whose page raises.
+
+The real book is built exactly as `make book` builds it, into the repository's ``_build`` with
+its execution cache (and the Makefile's rule that drops the cache when ``course_lib`` changed):
+each page executes once per CI run, whichever of `make book` and this test comes first, instead
+of once for the book and again here.
 """
 
 from __future__ import annotations
@@ -53,6 +58,66 @@ def build(source: Path, output: Path, offline: bool = False) -> subprocess.Compl
         cmd = offline_prefix() + cmd
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def build_like_make_book() -> subprocess.CompletedProcess:
+    """`make book`'s build, offline where possible: into ROOT/_build, reusing its execution cache
+    (dropped first, by the Makefile's own rule, when course_lib changed since the cache was
+    made)."""
+    if shutil.which("make"):
+        subprocess.run(["make", "-C", str(ROOT), "_build/.course_lib.stamp"], check=True,
+                       capture_output=True, timeout=60)
+    cmd = offline_prefix() + [jupyter_book(), "build", str(ROOT), *BUILD_FLAGS]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=3000, cwd=ROOT,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+# where a built page may load scripts, stylesheets, fonts and images from: itself
+REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:)?//", re.I)
+
+
+def remote_loads(html: str) -> list[str]:
+    """Every address outside the book that a page loads: <script src>, <link href> (stylesheets,
+    preloads, fonts, icons), <img src>, CSS url(...) and @import, and the RequireJS/widget
+    loaders that ipywidgets outputs pull from CDNs. Links a reader clicks (<a href>) are fine."""
+    # sphinx-thebe (part of jupyter-book) names its CDN in a constant it reads only when a launch
+    # button is pressed; _config.yml has none (thebe: false, tested above), so nothing loads it
+    html = re.sub(r'const THEBE_JS_URL = "[^"]*";', "", html)
+    found = []
+    for tag, attr in [("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"),
+                      ("source", "src"), ("embed", "src")]:
+        for match in re.finditer(rf"<{tag}\b[^>]*?\b{attr}\s*=\s*[\"']([^\"']+)", html, re.I):
+            url = match.group(1)
+            if tag == "link" and re.search(r'rel\s*=\s*["\'](?:canonical|alternate|author|'
+                                           r'license|next|prev|search|index)["\']',
+                                           match.group(0), re.I):
+                continue
+            if REMOTE.match(url):
+                found.append(f"<{tag} {attr}={url}>")
+    for url in re.findall(r"url\(\s*[\"']?((?:https?:)?//[^)\"']+)", html, re.I):
+        found.append(f"url({url})")
+    for url in re.findall(r"@import\s+[\"']((?:https?:)?//[^\"']+)", html, re.I):
+        found.append(f"@import {url}")
+    for marker in ["require.min.js", "require.js", "@jupyter-widgets/html-manager",
+                   "embed-amd.js", "cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com"]:
+        if marker in html and not any(marker in f for f in found):
+            found.append(f"mentions {marker}")
+    return found
+
+
+def test_remote_loads_are_found():
+    """The check below can fail: it sees each kind of remote load, and not local ones."""
+    page = ('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>'
+            '<link rel="stylesheet" href="//fonts.googleapis.com/css?family=Lato">'
+            '<img src="http://example.org/x.png"><style>@font-face{src:url(https://x.org/f.woff)}'
+            '</style><script src="_static/mathjax/tex-chtml.js"></script>'
+            '<a href="https://huggingface.co/datasets/HuggingFaceFW/fineweb">FineWeb</a>')
+    found = remote_loads(page)
+    assert len(found) == 4, found
+    assert not any("_static" in f or "huggingface" in f for f in found)
+    assert remote_loads('<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/'
+                        'require.min.js"></script>')
+    assert remote_loads('<script>window.require(["@jupyter-widgets/html-manager"])</script>')
 
 
 def tail(proc: subprocess.CompletedProcess, n: int = 6000) -> str:
@@ -193,14 +258,13 @@ def test_intro_names_every_chapter_file():
 
 
 @pytest.mark.slow
-def test_the_book_builds_and_renders_its_chapters(tmp_path):
-    out = tmp_path / "out"
-    proc = build(ROOT, out, offline=True)
+def test_the_book_builds_and_renders_its_chapters():
+    proc = build_like_make_book()
     assert proc.returncode == 0, f"`jupyter-book build . {' '.join(BUILD_FLAGS)}` failed:\n{tail(proc)}"
 
-    html_dir = out / "_build" / "html"
+    html_dir = ROOT / "_build" / "html"
     page = html_dir / "book" / "02_tokenization.html"
-    assert page.exists(), f"no {page.relative_to(out)}; built: {sorted(p.name for p in html_dir.rglob('*.html'))}"
+    assert page.exists(), f"no {page}; built: {sorted(p.name for p in html_dir.rglob('*.html'))}"
     assert (html_dir / "book" / "intro.html").exists()
     html = page.read_text(encoding="utf-8")
 
@@ -214,7 +278,6 @@ def test_the_book_builds_and_renders_its_chapters(tmp_path):
         image = (page.parent / src).resolve()
         assert image.exists(), f"figure {src} is missing from the build"
         assert image.read_bytes()[:8] == PNG_MAGIC, f"{src} is not a PNG"
-    # figures are numbered through the whole book (Fig. 1 may be in an earlier chapter)
     assert re.search(r'caption-number">Fig\. \d+', html), "the figure has no numbered caption"
     # executed outputs that are claims of the chapter
     assert "identical ids: True" in html
@@ -242,14 +305,30 @@ def test_the_book_builds_and_renders_its_chapters(tmp_path):
     # pages outside the toc are never built
     for excluded in ["README.html", "solutions", "assignments", "tests"]:
         assert not (html_dir / excluded).exists(), f"{excluded} should not be built"
+    # a reader with no network sees every page whole: nothing loads from another host, and the
+    # math is typeset by the MathJax the build copied in (with its licence)
+    for built in sorted(html_dir.rglob("*.html")):
+        found = remote_loads(built.read_text(encoding="utf-8"))
+        assert not found, f"{built.relative_to(html_dir)} loads from another host: {found}"
+    mathjax = html_dir / "_static" / "mathjax"
+    assert (mathjax / "tex-chtml.js").stat().st_size > 100_000 and (mathjax / "LICENSE").exists()
+    assert list((mathjax / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    page3 = (html_dir / "book" / "03_transformer.html").read_text(encoding="utf-8")
+    assert 'src="../_static/mathjax/tex-chtml.js' in page3 and r"\(" in page3
+    # figures and exercises are numbered per chapter: chapter 2's first exercise is 2.1
+    assert re.search(r"Exercise 2\.1\b", html), "exercises should be numbered per chapter"
+    assert re.search(r'caption-number">Fig\. 2\.\d+', html), "figures should be numbered per chapter"
 
 
 def tiny_book(root: Path, cell: str) -> Path:
-    """A one-chapter book with the course's real _config.yml (and its static files)."""
+    """A one-chapter book with the course's real _config.yml (and its static files and local
+    Sphinx extensions)."""
     root.mkdir()
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
-    if (ROOT / "book" / "_static").exists():
-        shutil.copytree(ROOT / "book" / "_static", root / "book" / "_static")
+    for folder in ["_static", "_ext"]:
+        if (ROOT / "book" / folder).exists():
+            shutil.copytree(ROOT / "book" / folder, root / "book" / folder,
+                            ignore=shutil.ignore_patterns("__pycache__"))
     (root / "book").mkdir(exist_ok=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/page\n")
     (root / "book" / "intro.md").write_text("# Intro\n\nA throwaway book.\n")
