@@ -1,6 +1,6 @@
 """Answers to the Tokenization assignment (chapter 2): right ones written two ways, one wrong
 answer per task (each must lose exactly that task's points) and a decode that is wrong another
-way. Used by tests/test_checks.py, tests/test_grading.py and make_submissions.py (which makes the
+way. Used by tests/test_tokenization_checks.py, tests/test_grading.py and make_submissions.py (which makes the
 notebooks from them).
 
 Keys are the grade ids of the answer cells, which are also the function names."""

@@ -1,4 +1,5 @@
-"""The grading checks on their own (fast): right in both directions, and hard to fool.
+"""The tokenization assignment's checks and the grading core on their own (fast): right in
+both directions, and hard to fool.
 
 Every check must pass a correct implementation written differently from the reference and fail
 each wrong one with a message that names the input, the expected and the actual value. The
