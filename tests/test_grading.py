@@ -124,7 +124,10 @@ def test_wrong_answers_lose_their_task(rows, student, lost):
 
 
 def test_each_wrong_answer_loses_only_what_it_breaks(rows):
-    # train_bpe, encode and decode do not depend on each other
+    # train_bpe and encode call get_stats and merge, but are checked with the course's (a mistake
+    # costs the marks of its own task only); train_bpe, encode and decode are independent
+    assert float(rows["wrong-get-stats"]["score"]) == FULL - 2
+    assert float(rows["wrong-merge"]["score"]) == FULL - 2
     assert float(rows["wrong-train-bpe"]["score"]) == FULL - 4
     assert float(rows["wrong-encode"]["score"]) == FULL - 3
     assert float(rows["wrong-decode"]["score"]) == FULL - 2
