@@ -58,3 +58,37 @@ def course():
     """``course(*args)``: the ``course`` console script that instructors and students run (the
     module when the script is not installed), as a finished process."""
     return _course
+
+
+# -- spreading the round trip over the workers ------------------------------------------------------
+# `make test` runs `pytest -n 2 --dist loadfile`: each file goes to one worker, so that a file's
+# session fixtures are made once. The assignment round trip (test_assignment_grading.py) is one
+# parametrised file holding five assignments' worth of work (~6 worker-minutes); sent whole to one
+# worker it leaves the other idle at the end of the run. Its unit is the assignment instead (the
+# first parameter of every test there; its fixtures are cached per assignment), so the five
+# assignments are shared between the workers. `--dist loadgroup` with `xdist_group` marks would do
+# this too, but it sends every unmarked test on its own, which makes the other files' module
+# fixtures once per test.
+SPLIT_BY_ASSIGNMENT = ("tests/test_assignment_grading.py",)
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit of work that ``nodeid`` belongs to: its file, or for a file in
+    ``SPLIT_BY_ASSIGNMENT`` its file and first parameter (``file::assignment``)."""
+    file = nodeid.split("::", 1)[0]
+    if file in SPLIT_BY_ASSIGNMENT and nodeid.endswith("]") and "[" in nodeid:
+        first = nodeid[nodeid.rindex("[") + 1:-1].split("-", 1)[0]
+        return f"{file}::{first}"
+    return file
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileOrAssignment(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ByFileOrAssignment(config, log)

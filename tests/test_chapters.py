@@ -113,3 +113,15 @@ def test_the_special_token_registry_fits_the_model():
     tok = assets.course_tokenizer(tools=True)
     assert tok.special_tokens == assets.SPECIAL_TOKENS
     assert max(tok.vocab) < assets.VOCAB_SIZE
+
+
+def test_the_round_trip_is_shared_between_workers_by_assignment():
+    """conftest's scheduler sends each assignment of the round trip to a worker as one unit, and
+    every other file whole."""
+    from conftest import scope_of
+
+    rt = "tests/test_assignment_grading.py"
+    assert scope_of(f"{rt}::test_gradebook_holds_the_scores[pretraining_data]") == f"{rt}::pretraining_data"
+    assert scope_of(f"{rt}::test_each_wrong_answer_loses_exactly_its_task[pretraining-wrong_x]") == f"{rt}::pretraining"
+    assert scope_of("tests/test_book.py::test_x[ch1]") == "tests/test_book.py"
+    assert scope_of("tests/test_model.py::test_y") == "tests/test_model.py"
