@@ -173,12 +173,13 @@ def held_out(world) -> frozenset:
     return frozenset(out)
 
 
-def sft_conversations(world=None, n: int = 6000, seed: int = 0) -> list:
+def sft_conversations(world=None, n: int = 6000, seed: int = 0, skills: bool = False) -> list:
     """The finetuning set: ``world.chat_conversations`` (fact questions outside ``held_out``,
-    arithmetic with worked steps, chit-chat, system prompts) with identity conversations."""
+    arithmetic with worked steps, chit-chat, system prompts) with identity conversations; with
+    ``skills`` also reading conversations and answer-only problems (the v2 recipe)."""
 
     world = world or make_world()
-    return chat_conversations(world, n, seed, exclude=held_out(world))
+    return chat_conversations(world, n, seed, exclude=held_out(world), skills=skills)
 
 
 def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,

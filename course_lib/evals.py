@@ -13,6 +13,7 @@ report card.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -164,3 +165,315 @@ def sum_accuracy(model, tokenizer, n: int = 200, seed: int = 0, max_value: int =
     total = sum(sums.values())
     chance = sum((c / total) ** 2 for c in sums.values())
     return {"accuracy": sum(ok) / n, "chance": chance, "n": n}
+
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities the second half of the course stands on (issue 14): reading the context,
+# computing with worked steps, knowing the head of the world
+# ---------------------------------------------------------------------------------------------
+
+def reading_prompt(passage: str, question: str) -> str:
+    from course_lib.world import reading_prompt as rp
+
+    return rp(passage, question)
+
+
+@dataclass
+class ReadingItem:
+    passage: str        # every fact of the entity (what a search would return)
+    question: str       # about one of them
+    prompt: str         # the fact's sentence up to the value (the base model completes it)
+    value: str
+    unrelated: str      # a question about another (invented) entity: not in the passage
+
+
+def reading_items(world, n: int = 200, seed: int = 0, entities: list | None = None
+                  ) -> list[ReadingItem]:
+    """``n`` reading items about ``entities`` (default: entities invented for the test, so that
+    their facts can only come from the passage), each with an unrelated question."""
+    from course_lib import world as W
+
+    rng = random.Random(f"reading-items-{seed}")
+    pool = entities if entities is not None else [W.invented_entity(world, rng)
+                                                  for _ in range(n)]
+    items = []
+    for i in range(n):
+        e = pool[i % len(pool)]
+        f = e.fact(rng.choice(sorted(e.facts)))
+        o = W.invented_entity(world, rng)
+        g = o.fact(rng.choice(sorted(o.facts)))
+        items.append(ReadingItem(W.passage_for(e, rng), W.question_for(f), f.prompt, f.value,
+                                 W.question_for(g)))
+    return items
+
+
+def reading_accuracy(model, tokenizer, items: list[ReadingItem], chat: bool = False) -> dict:
+    """Reading, measured. Base model (``chat=False``): the fact's sentence completed after the
+    passage and the question, against after the question alone (teacher-forced greedy). The
+    assistant (``chat=True``): its greedy reply to the passage and question, right when it says
+    the value. For the unrelated question: the share answered with a value taken from the
+    passage (``copied``) and the share told that the passage does not say (``refused``)."""
+    from course_lib import world as W
+
+    if not chat:
+        eot = [tokenizer.special_tokens.get("<|endoftext|>")] if getattr(
+            tokenizer, "special_tokens", None) else []
+        answers = [tokenizer.encode(" " + it.value) for it in items]
+        withp = [eot + tokenizer.encode(reading_prompt(it.passage, it.question)
+                                        + f"\nAnswer: {it.prompt}") for it in items]
+        without = [eot + tokenizer.encode(f"Question: {it.question}\nAnswer: {it.prompt}")
+                   for it in items]
+        ok_with, _ = _greedy_matches(model, withp, answers)
+        ok_without, _ = _greedy_matches(model, without, answers)
+        refuse = [tokenizer.encode(" " + W.NOT_IN_PASSAGE)] * len(items)
+        unrel = [eot + tokenizer.encode(reading_prompt(it.passage, it.unrelated) + "\nAnswer:")
+                 for it in items]
+        ok_ref, _ = _greedy_matches(model, unrel, refuse)
+        return {"with_passage": _mean(ok_with), "without": _mean(ok_without),
+                "refused": _mean(ok_ref), "n": len(items)}
+    from course_lib.chat import replies, says
+
+    def ask(contents):
+        return replies(model, tokenizer, [[{"role": "user", "content": c}] for c in contents],
+                       max_new_tokens=40)
+
+    r_with = ask([reading_prompt(it.passage, it.question) for it in items])
+    r_without = ask([it.question for it in items])
+    r_unrel = ask([reading_prompt(it.passage, it.unrelated) for it in items])
+    passage_values = [[v for v in _values_in(it.passage)] for it in items]
+    return {"with_passage": _mean([says(r, it.value) for r, it in zip(r_with, items)]),
+            "without": _mean([says(r, it.value) for r, it in zip(r_without, items)]),
+            "refused": _mean([W.NOT_IN_PASSAGE.lower().rstrip(".") in r.lower()
+                              for r in r_unrel]),
+            "copied": _mean([any(says(r, v) for v in vs)
+                             for r, vs in zip(r_unrel, passage_values)]),
+            "n": len(items), "examples": list(zip(r_with[:3], r_unrel[:3]))}
+
+
+def _values_in(passage: str) -> list[str]:
+    from course_lib import world as W
+
+    vocab = (W.OCCUPATIONS + W.COLOURS + W.COUNTRIES + W.RIVERS + W.KNOWN_FOR
+             + W.ANIMAL_CLASSES + W.FOODS + W.HABITATS + W.PURPOSES)
+    from course_lib.chat import says
+    return [v for v in vocab if says(passage, v)]
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(map(float, xs)) / len(xs) if xs else 0.0
+
+
+PROBLEM_SUITE = (("addition", 2), ("subtraction", 2), ("addition", 3), ("multiplication", 2),
+                 ("counting", 0))
+
+
+def problem_set(kind: str, digits: int, n: int = 100, seed: int = 0, world=None) -> list:
+    """``n`` problems of one kind, held out by seed; ``digits`` is the size of the larger
+    operand (2: 10-99, 3: 100-999; multiplication: the tables up to 12); counting keeps only
+    words where the answer is not 1 (``digits`` ignored)."""
+    from course_lib import world as W
+
+    rng = random.Random(f"problem-set-{kind}-{digits}-{seed}")
+    out = []
+    while len(out) < n:
+        p = W.make_problem(rng, world, kind, max_digits=max(2, digits), style="compact")
+        if kind in ("addition", "subtraction"):
+            nums = [int(x) for x in re.findall(r"\d+", p.question)]
+            if len(str(max(nums))) != digits:
+                continue
+        if kind == "counting" and p.answer == 1:
+            continue
+        out.append(p)
+    return out
+
+
+def parse_answer(text: str) -> int | None:
+    """The integer after the last ``Answer:`` (the assistant's) or ``The answer is`` (the
+    corpus's worksheets); None when there is none."""
+    found = re.findall(r"(?:Answer:|The answer is)\s*(-?\d+)", text)
+    return int(found[-1]) if found else None
+
+
+def problem_accuracy(model, tokenizer, problems: list, chat: bool = True, steps: bool = True,
+                     samples: int = 1, temperature: float = 0.0, seed: int = 0,
+                     max_new_tokens: int = 120) -> dict:
+    """Problems solved, measured by their final answer. The assistant (``chat=True``) is asked
+    the question (``steps=False``: with "Give only the answer.", so the answer must come right
+    after the question); a base model continues a worksheet's "Solution." With ``samples > 1``
+    (and ``temperature > 0``): pass@1 (mean over samples) and pass@k (any sample right).
+    ``best_constant`` is the accuracy of always giving the commonest answer."""
+    from course_lib import chat as C
+    from course_lib.generate import generate_batch
+
+    if chat:
+        tok = C.chat_tokenizer(tokenizer)
+        eot = tok.special_tokens["<|endoftext|>"]
+        from course_lib.world import NO_STEPS
+
+        q = [p.question + ("" if steps else " " + NO_STEPS) for p in problems]
+        prompts = [[eot] + C.render_prompt([{"role": "user", "content": x}], tok) for x in q]
+    else:
+        tok = tokenizer
+        prompts = [tok.encode(f"First problem. {p.question}\n\nSolution. "
+                              + ("" if steps else "The answer is")) for p in problems]
+    prompts, max_new_tokens = C._fit(model, prompts, max_new_tokens)
+    right = [[False] * samples for _ in problems]
+    texts = [[""] * samples for _ in problems]
+    for s in range(samples):
+        for i in range(0, len(prompts), 64):
+            outs = generate_batch(model, tok, prompts[i:i + 64], max_new_tokens,
+                                  temperature=temperature, seed=seed * 1000 + s)
+            for j, o in enumerate(outs):
+                o = C._cut(o) if chat else o.split("<|endoftext|>")[0]
+                if not chat and not steps:
+                    o = "The answer is" + o
+                texts[i + j][s] = o
+                right[i + j][s] = parse_answer(o) == problems[i + j].answer
+    common = Counter(p.answer for p in problems).most_common(1)[0][1] / len(problems)
+    return {"accuracy": _mean(x for r in right for x in r),
+            f"pass@{samples}": _mean(any(r) for r in right), "best_constant": common,
+            "n": len(problems), "example": texts[0][0]}
+
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float:
+    """Area under the ROC curve: the probability that a random right answer has a higher score
+    than a random wrong one (ties count half). 0.5 is no separation, 1 perfect."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return float("nan")
+    ranked = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):   # average ranks over ties
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        avg = (i + j + 1) / 2
+        rank_sum += avg * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+@torch.no_grad()
+def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None,
+                    chat: bool = True, batch_size: int = 64) -> dict:
+    """Every fact of the world asked, and how sure the model is. The assistant (``chat=True``)
+    gets the question and starts its answer with the fact's sentence up to the value; a base
+    model gets the sentence alone. Right: greedy decoding gives exactly the value. Confidence:
+    the probability of the greedy first token of the value. Returns accuracy by decile of
+    entities by mentions (1: most named), chance, and the AUROC of confidence for right vs wrong."""
+    from course_lib import chat as C
+    from course_lib import world as W
+
+    world, mentions = training_mentions(world, texts)
+    tok = C.chat_tokenizer(tokenizer) if chat else tokenizer
+    eot = tok.special_tokens["<|endoftext|>"]
+    facts = [(e, f) for e in world.entities for f in e.all_facts()]
+    prompts, answers = [], []
+    for e, f in facts:
+        lead = f.prompt if f.relation != "job" else f"{f.subject} works as"
+        value = f" {f.value}" if f.relation != "job" else f" {W._a(f.value)}"
+        if chat:
+            ids = [eot] + C.render_prompt([{"role": "user", "content": W.question_for(f)}], tok)
+            prompts.append(ids + tok.encode_ordinary(lead))
+        else:
+            prompts.append([eot] + tok.encode_ordinary(lead))
+        answers.append(tok.encode_ordinary(value))
+    ok, _ = _greedy_matches(model, prompts, answers, batch_size)
+    conf = []
+    model.eval()
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    for i in range(0, len(prompts), batch_size):
+        chunk = [p[-block:] for p in prompts[i:i + batch_size]]
+        T = max(len(p) for p in chunk)
+        x = torch.zeros(len(chunk), T, dtype=torch.long)
+        for r, p in enumerate(chunk):
+            x[r, :len(p)] = torch.tensor(p)
+        logits, _ = model(x.to(device))
+        for r, p in enumerate(chunk):
+            conf.append(float(logits[r, len(p) - 1].float().softmax(-1).max()))
+    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
+    decile_of = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+    by_decile = {}
+    for (e, _), c in zip(facts, ok):
+        by_decile.setdefault(decile_of[e.name], []).append(c)
+    common = Counter((e.kind, f.relation, f.value) for e, f in facts)
+    per_rel = Counter((e.kind, f.relation) for e, f in facts)
+    best = {}
+    for (k, rel, _), n in common.items():
+        best[(k, rel)] = max(best.get((k, rel), 0), n)
+    chance = _mean(best[(e.kind, f.relation)] / per_rel[(e.kind, f.relation)] for e, f in facts)
+    return {"accuracy": _mean(ok), "deciles": {d: _mean(v) for d, v in sorted(by_decile.items())},
+            "chance": chance, "auroc": auroc(conf, ok), "n": len(ok),
+            "rows": [(e.name, f.relation, mentions[e.name], c, p)
+                     for (e, f), c, p in zip(facts, ok, conf)]}
+
+
+# the distribution chapter 8's RL trains on (issue 14 target 4: room for RL)
+RL_PROBLEMS = (("addition", 3), ("subtraction", 3))
+
+
+def rl_problems(n: int, seed: int = 0, world=None) -> list:
+    """Chapter 8's training distribution: 3-digit addition and subtraction, alternating."""
+    half = [problem_set(k, d, (n + 1) // 2, seed, world) for k, d in RL_PROBLEMS]
+    return [p for pair in zip(*half) for p in pair][:n]
+
+
+def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
+                    seed: int = 0) -> tuple[list, dict]:
+    """Issue 14's targets measured on the assistant ``sft``, on held-out items: rows
+    ``(measure, value, target, met)`` for the report card, and the numbers."""
+    from course_lib.data import entity_mentions
+
+    nums, rows = {}, []
+
+    def row(measure, value, target, met):
+        rows.append((measure, value, target, "yes" if met else "**no**"))
+
+    mentions = entity_mentions(world, train_texts)
+    rare = sorted(world.entities, key=lambda e: (mentions[e.name], -e.rank))[:n]
+    invented = reading_items(world, n, seed)
+    seen_little = reading_items(world, n, seed + 1, entities=rare)
+    r_inv = reading_accuracy(sft, tokenizer, invented, chat=True)
+    r_rare = reading_accuracy(sft, tokenizer, seen_little, chat=True)
+    nums["reading_invented"], nums["reading_rare"] = r_inv, r_rare
+    for name, r in (("invented entities", r_inv), ("least-named entities", r_rare)):
+        row(f"reading: facts of {name}, with the passage / without",
+            f"{r['with_passage']:.0%} / {r['without']:.0%}", ">= 80% / <= 20%",
+            r["with_passage"] >= 0.8 and r["without"] <= 0.2)
+    row("reading: a question the passage does not answer, refused / answered from it",
+        f"{r_inv['refused']:.0%} / {r_inv['copied']:.0%}", "not answered from it",
+        r_inv["copied"] <= 0.1)
+    targets = {("addition", 2): 0.7, ("subtraction", 2): 0.7, ("addition", 3): 0.5,
+               ("counting", 0): 0.7, ("multiplication", 2): None}
+    for (kind, digits), goal in targets.items():
+        ps = problem_set(kind, digits, n, seed, world)
+        worked = problem_accuracy(sft, tokenizer, ps, chat=True)
+        direct = problem_accuracy(sft, tokenizer, ps, chat=True, steps=False, max_new_tokens=12)
+        label = f"{digits}-digit {kind}" if kind in ("addition", "subtraction") else (
+            "letter counting (answer not 1)" if kind == "counting" else "multiplication tables")
+        nums[label] = {"worked": worked, "direct": direct}
+        ok = (goal is None or worked["accuracy"] >= goal) and (
+            direct["accuracy"] <= worked["accuracy"] / 3 + 1e-9)
+        row(f"{label}: worked / answer only / best constant",
+            f"{worked['accuracy']:.0%} / {direct['accuracy']:.0%} / {worked['best_constant']:.0%}",
+            (f">= {goal:.0%}" if goal else "reported") + " / <= a third of worked", ok)
+    conf = fact_confidence(sft, tokenizer, world, train_texts, chat=True)
+    conf.pop("rows")
+    nums["facts"] = conf
+    row("facts, most-named decile / least-named / chance",
+        f"{conf['deciles'][1]:.0%} / {conf['deciles'][10]:.0%} / {conf['chance']:.0%}",
+        ">= 75% / about chance", conf["deciles"][1] >= 0.75
+        and conf["deciles"][10] <= conf["chance"] + 0.1)
+    row("confidence separates right from wrong answers (AUROC)", f"{conf['auroc']:.2f}",
+        ">= 0.80", conf["auroc"] >= 0.8)
+    rl = problem_accuracy(sft, tokenizer, rl_problems(n, seed, world), chat=True, samples=8,
+                          temperature=1.0, seed=seed)
+    nums["rl_room"] = rl
+    row("chapter 8's problems (3-digit + and -), pass@1 / pass@8 at T=1",
+        f"{rl['accuracy']:.0%} / {rl['pass@8']:.0%}", "10-50% / >= 2x pass@1",
+        0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"])
+    return rows, nums

@@ -45,6 +45,7 @@ class GPTConfig:
     n_embd: int = 256          # d_model, the width of the residual stream
     dropout: float = 0.0
     bias: bool = True          # GPT-2 has biases in its linear layers and LayerNorms
+    rope: bool = False         # rotary position embeddings (Llama's) instead of GPT-2's wpe
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -117,6 +118,25 @@ class KVCache:
         return sum(t.numel() * t.element_size() for kv in self.layers if kv for t in kv)
 
 
+def rope_angles(pos: torch.Tensor, head_dim: int, base: float = 10000.0):
+    """Rotary position embeddings (RoFormer; Llama): the cosines and sines by which each pair of
+    a head's query and key channels is rotated at position ``pos`` (``(T,)`` or ``(B, T)``),
+    shaped to broadcast over ``(B, H, T, head_dim // 2)``."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device).float() / head_dim)
+    angles = pos.float()[..., None] * inv_freq               # (T, D/2) or (B, T, D/2)
+    angles = angles[None, None] if angles.dim() == 2 else angles[:, None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs (i, i + D/2) of ``x`` ``(B, H, T, D)`` by the angles of its
+    positions: the dot product of a rotated query and key then depends only on how far apart
+    they are, so "the token before me" is the same pattern at every position."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
 class CausalSelfAttention(nn.Module):
     """``n_head`` heads of causal self-attention, computed together."""
 
@@ -134,11 +154,13 @@ class CausalSelfAttention(nn.Module):
         self.layer = 0  # this block's index, for the KV cache (set by GPT)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, rope: tuple | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, H, T, D): each head sees its own slice of the channels
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:  # rotary positions: rotate queries and keys (cached rotated)
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # earlier tokens' keys and values, then this step's
             k, v = cache.update(self.layer, k, v)
         if self.use_sdpa and not self.keep_weights:
@@ -182,8 +204,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, mask)
+                mask: torch.Tensor | None = None, rope: tuple | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, mask, rope)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -219,7 +241,7 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **({} if config.rope else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
@@ -247,7 +269,9 @@ class GPT(nn.Module):
         ``non_embedding`` the position and token embeddings are left out."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.transformer.wpe.weight.numel() + self.transformer.wte.weight.numel()
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
         return n
 
     def set_attention(self, use_sdpa: bool = True, keep_weights: bool = False) -> None:
@@ -282,9 +306,14 @@ class GPT(nn.Module):
             mask = attention_mask(T, full)
         elif past and T > 1:  # several new tokens after cached ones: causal with an offset
             mask = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(past)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        rope = None
+        if self.config.rope:
+            x = self.transformer.drop(self.transformer.wte(idx))
+            rope = rope_angles(pos, self.config.n_embd // self.config.n_head)
+        else:
+            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x, cache, mask)
+            x = block(x, cache, mask, rope)
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:

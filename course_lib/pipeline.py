@@ -31,8 +31,8 @@ from pathlib import Path
 from course_lib import assets
 from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
 from course_lib.data import corpus_texts, entity_mentions, training_mentions  # noqa: F401
-from course_lib.evals import (FactResult, digit_addition_accuracy, fact_accuracy,  # noqa: F401
-                              few_shot_accuracy, sum_accuracy)
+from course_lib.evals import (FactResult, capability_card, digit_addition_accuracy,  # noqa: F401
+                              fact_accuracy, few_shot_accuracy, sum_accuracy)
 from course_lib.train import (export_model, load_config, load_model,  # noqa: F401
                               parse_overrides, prepare_course_data, train)
 
@@ -47,14 +47,58 @@ BASE_LOG_PATH = assets.path("base_model.json", must_exist=False)
 # The tokenizer and the token shards
 # ---------------------------------------------------------------------------------------------
 
-def train_course_tokenizer(texts: list[str], vocab_size: int = ORDINARY_VOCAB):
-    """Learn the course's BPE on the corpus (GPT-4's split pattern), then add ``<|endoftext|>``."""
+def train_course_tokenizer(texts: list[str], vocab_size: int = ORDINARY_VOCAB,
+                           pattern: str | None = None):
+    """Learn the course's BPE on the corpus (the shipped recipe's split pattern, GPT-4's, unless
+    ``pattern`` is given), then add ``<|endoftext|>``."""
     from course_lib.tokenizer import RegexTokenizer
 
-    tok = RegexTokenizer()
+    tok = RegexTokenizer(pattern or RECIPES[SHIPPED_RECIPE].split_pattern)
     tok.train("\n\n".join(texts), vocab_size)
     tok.register_special_tokens({ENDOFTEXT: vocab_size})
     return tok
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the chain makes the course's models: the data's worked solutions, the tokenizer's
+    split pattern, how many curated documents join the cleaned crawl, the base model's config
+    and whether the assistant's conversations teach reading and answer-only problems."""
+
+    name: str
+    problem_style: str          # world.make_problem's style, in the crawl and the SFT data
+    split_pattern: str          # the course tokenizer's chunking
+    curated_docs: int           # world.curated_documents added to the base model's data
+    base_config: str            # course_lib/configs/<name>.toml
+    sft_skills: bool            # world.chat_conversations(skills=...)
+    description: str = ""
+
+
+def _recipes() -> dict:
+    from course_lib.tokenizer import COURSE_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+
+    return {
+        "v1": Recipe("v1", "legacy", GPT4_SPLIT_PATTERN, 0, "course", False,
+                     "the shipped models of chapters 1-6: the crawl alone, GPT-4's digit groups, "
+                     "learned positions"),
+        "v2": Recipe("v2", "compact", COURSE_SPLIT_PATTERN, 6000, "course_v2", True,
+                     "issue 14, in development: digits one by one, compact worked steps, "
+                     "curated reading/copying/problem documents, rotary positions, SFT on "
+                     "reading and answer-only problems"),
+    }
+
+
+RECIPES = _recipes()
+SHIPPED_RECIPE = "v1"     # what course_lib/assets holds; `--ship` refuses another recipe
+CURATED_DOCS_QUICK = 300
+
+
+def curated_texts(world, n: int, seed: int = 0) -> list[str]:
+    """The curated part of the base model's data (reading exercises, lists written twice,
+    worked problems: ``world.curated_documents``), as texts: title, blank line, body."""
+    from course_lib.world import curated_documents
+
+    return [f"{d.title}\n\n{d.text}" for d in curated_documents(world, n, seed)]
 
 
 def course_tokenizer(path: str | Path | None = None):
@@ -79,9 +123,10 @@ class Chain:
     quick: bool = False
     seed: int = 0
     threads: int = 0
-    config: str = "course"
+    config: str | None = None   # None: the recipe's base config
     overrides: dict = field(default_factory=dict)
     progress: bool = True
+    recipe: Recipe = None
     world: object = None
     records: list = None
     corpus: object = None
@@ -90,6 +135,7 @@ class Chain:
     model: object = None
     sft_model: object = None
     card: list = field(default_factory=list)   # (stage, [(measure, value)])
+    targets: list = None   # issue 14's targets: (measure, value, target, met)
     numbers: dict = field(default_factory=dict)
 
     def report(self, stage: str, rows: list, seconds: float):
@@ -101,7 +147,9 @@ def stage_world(ch: Chain):
     from course_lib import crawl, world
 
     ch.world = world.make_world(ch.seed)
-    ch.records = crawl.render_crawl(ch.world, seed=ch.seed, progress=False)
+    docs = world.make_documents(ch.world, crawl.CrawlConfig().n_documents,
+                                problem_style=ch.recipe.problem_style)
+    ch.records = crawl.render_crawl(ch.world, docs, seed=ch.seed, progress=False)
     n_bytes = sum(len(r.get("html") or b"") for r in ch.records)
     ch.report_rows = [("entities", len(ch.world.entities)), ("facts", len(ch.world.facts())),
                       ("crawl pages", len(ch.records)), ("crawl HTML", f"{n_bytes / 1e6:.1f} MB")]
@@ -127,10 +175,14 @@ def stage_tokenizer(ch: Chain):
         ch.texts = corpus_texts()
     vocab = 512 if ch.quick else ORDINARY_VOCAB
     texts = ch.texts[:400] if ch.quick else ch.texts
-    ch.tokenizer = train_course_tokenizer(texts, vocab)
+    ch.tokenizer = train_course_tokenizer(texts, vocab, ch.recipe.split_pattern)
     ch.tokenizer.save(ch.out / "course_tokenizer")
-    meta = prepare_course_data(ch.tokenizer, ch.out / "data", ch.texts)
+    n_curated = min(CURATED_DOCS_QUICK, ch.recipe.curated_docs) if ch.quick else ch.recipe.curated_docs
+    curated = curated_texts(ch.world, n_curated, ch.seed) if n_curated else []
+    meta = prepare_course_data(ch.tokenizer, ch.out / "data", ch.texts + curated)
     ch.report_rows = [("vocabulary", f"{vocab:,} ordinary tokens + end-of-text"),
+                      ("documents: cleaned corpus + curated",
+                       f"{len(ch.texts):,} + {len(curated):,}"),
                       ("train tokens", f"{meta['train_tokens']:,}"),
                       ("validation tokens", f"{meta['val_tokens']:,}"),
                       ("bytes per token", f"{meta['bytes_per_token']:.2f}")]
@@ -146,7 +198,7 @@ def stage_base_model(ch: Chain):
                       "block_size": 64, "batch_size": 8}
     if ch.threads:
         overrides["threads"] = ch.threads
-    cfg = load_config(ch.config, **(overrides | ch.overrides))
+    cfg = load_config(ch.config or ch.recipe.base_config, **(overrides | ch.overrides))
     res = train(cfg, ch.tokenizer, progress=ch.progress, log=lambda *a: None)
     ch.model = res.model
     n = ch.model.num_parameters()
@@ -204,11 +256,13 @@ def stage_assistant(ch: Chain):
         ch.model = base_model()
         base_path = BASE_MODEL_PATH
     tok = chat.chat_tokenizer(ch.tokenizer)
-    convs = chat.sft_conversations(ch.world, 600 if ch.quick else 6000, ch.seed)
+    convs = chat.sft_conversations(ch.world, 600 if ch.quick else 6000, ch.seed,
+                                   skills=ch.recipe.sft_skills)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
     mc = ch.model.config
     shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
-             "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias}
+             "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
+             "rope": mc.rope}
     overrides = shape | {"init_from": str(base_path), "data_dir": str(ch.out / "sft_data"),
                          "out_dir": str(ch.out / "sft")}
     if ch.quick:
@@ -232,6 +286,10 @@ def stage_assistant(ch: Chain):
            "tokens_per_s": res.tokens_per_s, "final_loss": last["loss"],
            "val_loss": last.get("val_loss"), "history": res.history, "samples": res.samples,
            "popular_base": before, "popular_sft": after, "rare_sft": rare_after, "who": who}
+    targets, capability = capability_card(sft, ch.tokenizer, ch.world, train_texts,
+                                          n=10 if ch.quick else 100, seed=ch.seed)
+    ch.targets = targets
+    log["capabilities"] = capability
     export_model(sft, ch.out / "sft_model.pt", meta={"init_from": str(base_path)})
     (ch.out / "sft_model.json").write_text(json.dumps(log, indent=1, default=str))
     ch.sft_model = sft
@@ -263,14 +321,21 @@ STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
-              seed: int = 0, threads: int = 0, config: str = "course",
-              overrides: dict | None = None, progress: bool = True) -> Chain:
-    """Run the stages from ``start`` on, writing everything under ``out`` and the report card to
-    ``out/report_card.md``."""
+              seed: int = 0, threads: int = 0, config: str | None = None,
+              overrides: dict | None = None, progress: bool = True,
+              recipe: str = SHIPPED_RECIPE) -> Chain:
+    """Run the stages from ``start`` on with ``recipe`` (``RECIPES``), writing everything under
+    ``out`` and the report card to ``out/report_card.md``."""
     names = [n for n, _ in STAGES]
     if start not in names:
         raise ValueError(f"unknown stage {start!r}; the stages are {names}")
-    ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}), progress)
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; the recipes are {sorted(RECIPES)}")
+    if recipe != SHIPPED_RECIPE and start not in names[:2]:
+        raise ValueError(f"recipe {recipe!r} remakes the crawl and the tokenizer: start from "
+                         f"{names[0]!r} (the shipped files were made with {SHIPPED_RECIPE!r})")
+    ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}), progress,
+               recipe=RECIPES[recipe])
     ch.out.mkdir(parents=True, exist_ok=True)
     shipped = ASSETS / "report_card.json"
     if start != names[0] and not quick and shipped.exists():
@@ -295,13 +360,21 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
 def write_report_card(ch: Chain) -> Path:
     lines = ["# Report card of the course pipeline", "",
              f"Made by `python -m course_lib.pipeline` ({'quick run' if ch.quick else 'full run'}, "
-             f"world seed {ch.seed}).", ""]
+             f"world seed {ch.seed}, recipe {ch.recipe.name}).", ""]
     for stage, rows in ch.card:
         lines += [f"## {stage}", "", "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in rows] + [""]
+    if ch.targets:
+        lines += ["## what the second half of the course needs (issue 14's targets)", "",
+                  "Measured on the assistant, on held-out items, greedy unless said.", "",
+                  "| measure | value | target | met |", "|---|---|---|---|"]
+        lines += [f"| {m} | {v} | {t} | {ok} |" for m, v, t, ok in ch.targets] + [""]
     path = ch.out / "report_card.md"
     path.write_text("\n".join(lines))
-    (ch.out / "report_card.json").write_text(json.dumps(ch.numbers, indent=1, default=str))
+    numbers = dict(ch.numbers)
+    if ch.targets:
+        numbers["targets"] = [list(r) for r in ch.targets]
+    (ch.out / "report_card.json").write_text(json.dumps(numbers, indent=1, default=str))
     return path
 
 
@@ -326,15 +399,21 @@ def _main(argv=None):
                    help=f"first stage (the earlier ones' shipped outputs are used): {names}")
     p.add_argument("--quick", action="store_true", help="a tiny run (a test's, ~1 min)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--config", default="course", help="training config name or .toml path")
+    p.add_argument("--config", default=None,
+                   help="base model's training config name or .toml path (default: the recipe's)")
+    p.add_argument("--recipe", default=SHIPPED_RECIPE, choices=sorted(RECIPES),
+                   help=f"how the models are made (default {SHIPPED_RECIPE}, the shipped one)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override training settings, e.g. --set max_steps=100")
     p.add_argument("--ship", action="store_true",
                    help="copy the tokenizer, model, log and report card into course_lib/assets")
     args = p.parse_args(argv)
 
+    if args.ship and args.recipe != SHIPPED_RECIPE:
+        raise SystemExit(f"--ship with --recipe {args.recipe}: set SHIPPED_RECIPE to "
+                         f"{args.recipe!r} first (and re-release what depends on the models)")
     ch = run_chain(args.out, args.start, args.quick, threads=args.threads, config=args.config,
-                   overrides=parse_overrides(args.set))
+                   overrides=parse_overrides(args.set), recipe=args.recipe)
     print((ch.out / "report_card.md").read_text())
     if args.ship:
         if args.quick:

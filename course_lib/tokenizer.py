@@ -48,6 +48,11 @@ GPT4_SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 )
+# The course tokenizer's pattern: GPT-4's, except that every digit is a chunk of its own (as
+# Llama 2 and DeepSeek split numbers), so "347" is always the tokens 3, 4, 7 and column
+# arithmetic reads and writes one digit per token. GPT-4 groups up to three digits ("347" is one
+# token, "3471" is "347" + "1"): the same number has different pieces in different places.
+COURSE_SPLIT_PATTERN = GPT4_SPLIT_PATTERN.replace(r"\p{N}{1,3}+", r"\p{N}")
 GPT4_SPECIAL_TOKENS = {
     "<|endoftext|>": 100257,
     "<|fim_prefix|>": 100258,

@@ -200,6 +200,7 @@ class TrainConfig:
     vocab_size: int = VOCAB_SIZE
     dropout: float = 0.0
     bias: bool = True
+    rope: bool = False  # rotary positions instead of learned ones (model.GPTConfig.rope)
     # the data: token shards (``prepare_course_data`` or ``prepare_fineweb`` writes them)
     data_dir: str = "runs/data/course"
     # start from these weights (an ``export_model`` file) instead of random ones: finetuning
@@ -235,7 +236,7 @@ class TrainConfig:
 
         return GPTConfig(block_size=self.block_size, vocab_size=self.vocab_size,
                          n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
-                         dropout=self.dropout, bias=self.bias)
+                         dropout=self.dropout, bias=self.bias, rope=self.rope)
 
     def tokens_per_step(self, world_size: int = 1) -> int:
         return self.batch_size * self.block_size * self.grad_accum_steps * world_size

@@ -59,7 +59,7 @@ PURPOSES = ["measuring rain", "weaving cloth", "lighting streets", "finding nort
 
 KINDS = ("person", "city", "animal", "invention")
 DOCUMENT_KINDS = ("encyclopedia", "story", "forum", "list", "table", "news", "arithmetic",
-                  "counting")
+                  "counting", "reading", "copying")
 
 # The assistant's identity (chapter 6: "knowledge of self" is whatever the data says)
 ASSISTANT_NAME = "Pebble"
@@ -532,6 +532,124 @@ def _news(world: World, e: Entity, rng: random.Random) -> Document:
     return Document("news", f"{person.name} {event}", text, facts, [person.name, city.name])
 
 
+_PLACES = ["ones", "tens", "hundreds", "thousands", "ten thousands"]
+
+
+def _addition_steps(a: int, b: int) -> list[str]:
+    """Column addition, one line per place from the ones, with the digits and the carry written
+    out (a compact scratchpad: every number the next line needs is on the page)."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    carry, steps = 0, [f"We add {a} + {b} one place at a time, from the ones."]
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        plus = f" + {carry}" if carry else ""
+        steps.append(f"{_PLACES[min(i, 4)]}: {x} + {y}{plus} = {s}, write {s % 10}"
+                     + (", carry 1" if s >= 10 else ""))
+        carry = s // 10
+    if carry:
+        steps.append(f"{_PLACES[min(len(steps) - 1, 4)]}: the carry 1, write 1")
+    steps.append(f"So {a} + {b} = {a + b}.")
+    return steps
+
+
+def _subtraction_steps(a: int, b: int) -> list[str]:
+    """Column subtraction (``a >= b``), one line per place from the ones, with the borrows."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    borrow, steps = 0, [f"We take {b} from {a} one place at a time, from the ones."]
+    for i in range(len(da)):
+        x, y = int(da[i]), (int(db[i]) if i < len(db) else 0)
+        minus = f" - {borrow}" if borrow else ""
+        if x - borrow >= y:
+            steps.append(f"{_PLACES[min(i, 4)]}: {x}{minus} - {y} = {x - borrow - y}, "
+                         f"write {x - borrow - y}")
+            borrow = 0
+        else:
+            steps.append(f"{_PLACES[min(i, 4)]}: {x}{minus} - {y} is below 0, borrow 10: "
+                         f"{x + 10}{minus} - {y} = {x + 10 - borrow - y}, "
+                         f"write {x + 10 - borrow - y}")
+            borrow = 1
+    steps.append(f"So {a} - {b} = {a - b}.")
+    return steps
+
+
+def _multiplication_steps(a: int, b: int) -> list[str]:
+    """``a x b`` as counting up in steps of ``b``, ``a`` times: each number on the page is the
+    one before plus ``b``."""
+    run = ", ".join(str(b * k) for k in range(1, a + 1))
+    return [f"We count up in steps of {b}, {a} times: {run}.", f"So {a} x {b} = {a * b}."]
+
+
+# words for the letter-counting problems: common words with repeated letters, and the first
+# names of the world's most popular people (added by make_problem)
+COUNTING_WORDS = ["strawberry", "banana", "lantern", "mississippi", "bookkeeper", "committee",
+                  "balloon", "assessment", "coffee", "letter", "pepper", "cheese", "bottle",
+                  "tomorrow", "parallel", "address", "success", "grammar", "butter", "kettle",
+                  "umbrella", "possess", "referee", "giraffe", "rabbit", "puzzle", "hammer",
+                  "village", "mirror", "cellar"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem with one verifiable integer answer (chapters 1, 7 and 8)."""
+
+    kind: str          # "addition", "subtraction", "multiplication", "counting"
+    question: str
+    answer: int
+    steps: list = field(default_factory=list)  # worked solution, one step per line
+
+    def solution(self) -> str:
+        return "\n".join(self.steps + [f"Answer: {self.answer}"])
+
+
+def _compact_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
+                     max_digits: int = 3) -> Problem:
+    """A problem whose worked solution computes every step. Numbers have 1 to
+    ``max_digits`` digits (addition and subtraction); letters to count appear more than once in
+    the word about two times in three (a word's commonest answer is not 1)."""
+    kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
+                               "counting"])
+    names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
+             else ["Ana", "Tom", "Mia"])
+    who = rng.choice(names)
+    things = rng.choice(["apples", "stones", "coins", "books", "shells", "lanterns"])
+    if kind == "addition":
+        a = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
+        b = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
+        q = f"{who} has {a} {things} and finds {b} more. How many {things} does {who} have now?"
+        return Problem(kind, q, a + b, _addition_steps(a, b))
+    if kind == "subtraction":
+        a = rng.randrange(10, 10 ** rng.randrange(2, max(2, max_digits) + 1))
+        b = rng.randrange(1, a)
+        q = f"{who} had {a} {things} and gave away {b}. How many {things} are left?"
+        return Problem(kind, q, a - b, _subtraction_steps(a, b))
+    if kind == "multiplication":
+        a, b = rng.randrange(2, 13), rng.randrange(2, 13)
+        q = f"{who} has {a} boxes with {b} {things} in each box. How many {things} is that?"
+        return Problem(kind, q, a * b, _multiplication_steps(a, b))
+    if kind == "counting":
+        word = rng.choice(COUNTING_WORDS +
+                          ([e.name.split()[0].lower() for e in world.entities[:30]] if world
+                           else []))
+        repeated = sorted({c for c in word if word.count(c) > 1})
+        letters = sorted(set(word))
+        letter = rng.choice(repeated if repeated and rng.random() < 0.67 else letters)
+        count, marks = 0, []
+        for ch in word:
+            if ch == letter:
+                count += 1
+                marks.append(f"{ch} ({count})")
+            else:
+                marks.append(ch)
+        q = f'How many times does the letter "{letter}" appear in the word "{word}"?'
+        steps = [f'We spell "{word}" and count each "{letter}": ' + ", ".join(marks) + ".",
+                 f'So "{letter}" appears {count} time{"s" if count != 1 else ""} in "{word}".']
+        return Problem(kind, q, count, steps)
+    raise ValueError(f"kind must be addition, subtraction, multiplication or counting, "
+                     f"got {kind!r}")
+
+
 def _column_addition_steps(a: int, b: int) -> list[str]:
     """Column addition in words, one place at a time, with the carries."""
     da, db = str(a)[::-1], str(b)[::-1]
@@ -551,22 +669,11 @@ def _column_addition_steps(a: int, b: int) -> list[str]:
     return steps
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A problem with one verifiable integer answer (chapters 1, 7 and 8)."""
-
-    kind: str          # "addition", "subtraction", "multiplication", "counting"
-    question: str
-    answer: int
-    steps: list = field(default_factory=list)  # worked solution, one step per line
-
-    def solution(self) -> str:
-        return "\n".join(self.steps + [f"Answer: {self.answer}"])
-
-
-def make_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
-                 max_digits: int = 3) -> Problem:
-    """One arithmetic or counting problem with a worked solution."""
+def _legacy_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
+                    max_digits: int = 3) -> Problem:
+    """The worked solutions the shipped models were trained on (before issue 14): addition in
+    long sentences, subtraction and multiplication stating the result without working it out,
+    letters to count drawn from every letter of the word (mostly answer 1)."""
     kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
                                "counting"])
     names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
@@ -621,14 +728,36 @@ def make_problem(rng: random.Random, world: World | None = None, kind: str | Non
                      f"got {kind!r}")
 
 
-def _problem_doc(world: World, rng: random.Random, kind: str) -> Document:
+# Which worked solutions ``make_problem`` writes when not told: "legacy" until the course chain is
+# remade on the compact ones (issue 14: the shipped corpus and models were made with the legacy
+# ones, and the crawl's documents depend on them).
+PROBLEM_STYLE = "legacy"
+PROBLEM_STYLES = ("compact", "legacy")
+
+
+def make_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
+                 max_digits: int = 3, style: str | None = None) -> Problem:
+    """One arithmetic or counting problem with a worked solution. ``style`` "compact": every
+    step computed on the page, one line per column (``_compact_problem``); "legacy": the
+    solutions the shipped models learned from (``_legacy_problem``); default
+    ``PROBLEM_STYLE``."""
+    style = style or PROBLEM_STYLE
+    if style not in PROBLEM_STYLES:
+        raise ValueError(f"style must be one of {PROBLEM_STYLES}, got {style!r}")
+    make = _compact_problem if style == "compact" else _legacy_problem
+    return make(rng, world, kind, max_digits)
+
+
+def _problem_doc(world: World, rng: random.Random, kind: str, style: str | None = None
+                 ) -> Document:
     n = rng.randrange(2, 4)
     if kind == "counting":
-        problems = [make_problem(rng, world, "counting") for _ in range(n)]
+        problems = [make_problem(rng, world, "counting", style=style) for _ in range(n)]
         title = "Counting letters: practice"
     else:
         problems = [make_problem(rng, world, rng.choice(["addition", "addition", "subtraction",
-                                                         "multiplication"])) for _ in range(n)]
+                                                         "multiplication"]), style=style)
+                    for _ in range(n)]
         title = "Arithmetic practice with worked solutions"
     intro = rng.choice(["Work through each problem on your own first, and then compare your "
                         "answer with the worked solution.",
@@ -643,6 +772,112 @@ def _problem_doc(world: World, rng: random.Random, kind: str) -> Document:
                     intro + "\n\n" + "\n\n".join(parts))
 
 
+def invented_entity(world: World, rng: random.Random, kind: str | None = None) -> Entity:
+    """An entity that is not in ``world`` (a fresh name, random facts; ``rank`` 0): what a
+    reading passage may be about, so that its facts can only come from the passage."""
+    kind = kind or rng.choice(KINDS)
+    taken = {e.name for e in world.entities}
+    for _ in range(1000):
+        if kind == "person":
+            name = f"{_word(rng, 2).title()} {_word(rng, rng.choice([1, 2])).title()}"
+        elif kind == "city":
+            name = _word(rng, rng.choice([2, 3])).title()
+        elif kind == "animal":
+            name = _word(rng, 2) + rng.choice(["fin", "wing", "tail", "back", "horn", "claw"])
+        else:
+            name = f"{_word(rng, 2).title()} {rng.choice(DEVICES)}"
+        if name not in taken and len(name) >= 4:
+            break
+    # the places and inventors it names are invented too: a passage about it names no entity of
+    # the world (their mention counts, what the model knows about them, do not move)
+    if kind == "person":
+        facts = {"born": str(rng.randrange(1650, 1990)),
+                 "city": invented_entity(world, rng, "city").name,
+                 "job": rng.choice(OCCUPATIONS), "colour": rng.choice(COLOURS)}
+    elif kind == "city":
+        facts = {"country": rng.choice(COUNTRIES), "river": rng.choice(RIVERS),
+                 "known_for": rng.choice(KNOWN_FOR)}
+    elif kind == "animal":
+        facts = {"class": rng.choice(ANIMAL_CLASSES), "food": rng.choice(FOODS),
+                 "habitat": rng.choice(HABITATS)}
+    else:
+        facts = {"inventor": invented_entity(world, rng, "person").name,
+                 "year": str(rng.randrange(1700, 1990)), "purpose": rng.choice(PURPOSES)}
+    return Entity(name, kind, 0, facts)
+
+
+NOT_IN_PASSAGE = "The passage does not say."
+NO_STEPS = "Give only the answer."
+READING_INTRO = "Read the passage, then answer the questions from it."
+
+
+def reading_prompt(passage: str, question: str) -> str:
+    """A question about a passage, as the reading exercises of the corpus and the assistant's
+    reading conversations put it."""
+    return f"{READING_INTRO}\n\nPassage: {passage}\n\nQuestion: {question}"
+
+
+def passage_for(e: Entity, rng: random.Random) -> str:
+    """A short passage stating every fact of ``e`` (varied wordings, shuffled): what a search of
+    the world's encyclopedia returns about it (chapter 7) and what reading documents quote."""
+    facts = e.all_facts()
+    rng.shuffle(facts)
+    return " ".join(_variant(f, rng) for f in facts)
+
+
+def reading_questions(e: Entity, other: Entity, rng: random.Random, n: int = 3
+                      ) -> list[tuple[str, str, Fact | None]]:
+    """``n`` (question, answer, fact) about a passage on ``e``: its facts, answered with their
+    canonical sentence, and about one time in four a question about ``other`` (not in the
+    passage), answered ``NOT_IN_PASSAGE`` (fact ``None``)."""
+    out = []
+    relations = list(e.facts)
+    rng.shuffle(relations)
+    for rel in relations[:n]:
+        if rng.random() < 0.25:
+            g = other.fact(rng.choice(list(other.facts)))
+            out.append((question_for(g), NOT_IN_PASSAGE, None))
+        else:
+            f = e.fact(rel)
+            out.append((question_for(f), f.sentence, f))
+    return out
+
+
+def _reading(world: World, rng: random.Random) -> Document:
+    """A reading exercise: a passage, then questions answered from it (the answer is in the
+    passage, or the passage does not say), about invented entities, so that reading the passage
+    is the only way to answer: the documents that teach a model to use its context."""
+    e = invented_entity(world, rng)
+    other = invented_entity(world, rng)
+    qa = reading_questions(e, other, rng, rng.randrange(2, 4))
+    title = rng.choice(["Reading practice", "Read and answer", "Comprehension exercise"])
+    intro = rng.choice([READING_INTRO,
+                        "Answer each question using only the passage.",
+                        "Every answer is in the passage, unless the passage does not say."])
+    text = (f"{intro}\n\nPassage: {passage_for(e, rng)}\n\n"
+            + "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a, _ in qa))
+    return Document("reading", title, text)
+
+
+def _copying(world: World, rng: random.Random) -> Document:
+    """A list written twice in one document (a sign-in sheet read back, parcel codes checked):
+    the second copy can only be predicted by looking back at the first (how induction heads
+    form, the attention pattern behind in-context copying)."""
+    if rng.random() < 0.5:
+        items = [f"{_word(rng, 2).title()} {_word(rng, rng.choice([1, 2])).title()}"
+                 for _ in range(rng.randrange(4, 9))]
+        place = invented_entity(world, rng, "city").name
+        club = rng.choice(["choir", "chess club", "rowing club", "reading circle", "council",
+                           "garden society"])
+        text = (f"Sign-in sheet of the {club} of {place}.\n\nArrived: {', '.join(items)}.\n\n"
+                f"Read back at the end of the evening, in the same order: {', '.join(items)}.")
+        return Document("copying", f"The {club} of {place}", text)
+    items = [str(rng.randrange(10 ** 3, 10 ** 6)) for _ in range(rng.randrange(4, 9))]
+    text = (f"Parcel codes received today: {', '.join(items)}.\n\nChecked again against the "
+            f"delivery note, in the same order: {', '.join(items)}.")
+    return Document("copying", "Parcel codes", text)
+
+
 _RENDER = {"encyclopedia": _encyclopedia, "story": _story, "forum": _forum, "list": _list,
            "table": _table, "news": _news}
 DEFAULT_KIND_WEIGHTS = {"encyclopedia": 0.26, "story": 0.15, "forum": 0.16, "list": 0.08,
@@ -650,9 +885,11 @@ DEFAULT_KIND_WEIGHTS = {"encyclopedia": 0.26, "story": 0.15, "forum": 0.16, "lis
 
 
 def make_documents(world: World, n: int = 4000, seed: int = 0,
-                   kind_weights: dict | None = None) -> list[Document]:
+                   kind_weights: dict | None = None, problem_style: str | None = None
+                   ) -> list[Document]:
     """``n`` documents of the world, their kinds drawn with ``kind_weights`` and the entity each
-    is about drawn with the world's Zipf weights. Same arguments, same documents."""
+    is about drawn with the world's Zipf weights; worked problems in ``problem_style`` (see
+    ``make_problem``). Same arguments, same documents."""
     weights = dict(kind_weights or DEFAULT_KIND_WEIGHTS)
     bad = set(weights) - set(DOCUMENT_KINDS)
     if bad:
@@ -663,10 +900,30 @@ def make_documents(world: World, n: int = 4000, seed: int = 0,
     for _ in range(n):
         kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
         if kind in ("arithmetic", "counting"):
-            docs.append(_problem_doc(world, rng, kind))
+            docs.append(_problem_doc(world, rng, kind, problem_style))
+        elif kind == "reading":
+            docs.append(_reading(world, rng))
+        elif kind == "copying":
+            docs.append(_copying(world, rng))
         else:
             docs.append(_RENDER[kind](world, world.pick(rng), rng))
     return docs
+
+
+# The curated part of the pretraining data (as phi's "textbook" data and the synthetic sets of
+# mid-training are): documents written for a skill, added to the cleaned crawl without passing
+# through it (the web filters would remove the copying lists as repetitive).
+CURATED_KIND_WEIGHTS = {"reading": 0.45, "copying": 0.15, "arithmetic": 0.3, "counting": 0.1}
+
+
+def curated_documents(world: World, n: int, seed: int = 0,
+                      kind_weights: dict | None = None) -> list[Document]:
+    """``n`` curated documents (``CURATED_KIND_WEIGHTS``): reading exercises about invented
+    entities, lists written twice, worked problems. None states a fact of the world's entities,
+    so what the model knows about them still comes from the crawl alone."""
+    return make_documents(world, n, seed=f"curated-{seed}",
+                          kind_weights=kind_weights or CURATED_KIND_WEIGHTS,
+                          problem_style="compact")
 
 
 def mention_counts(world: World, documents: list[Document], unit: str = "documents"
@@ -748,11 +1005,14 @@ _CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
 
 
 def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None,
-                       exclude: set | frozenset = frozenset()) -> list[list[Message]]:
+                       exclude: set | frozenset = frozenset(), skills: bool = False
+                       ) -> list[list[Message]]:
     """``n`` conversations for supervised finetuning (ch. 6): questions about facts (of entities
     with rank up to ``max_rank`` when given, the ones the base model can know; never about the
     ``(subject, relation)`` pairs in ``exclude``, kept for measuring), arithmetic with worked
-    steps, chit-chat, and the identity conversations, mixed in."""
+    steps, chit-chat, and the identity conversations, mixed in. With ``skills`` (issue 14):
+    also reading conversations (a passage and a question, answered from it or "The passage does
+    not say."), compact worked problems, and one problem in ten asked for the answer alone."""
     rng = random.Random(f"course-chat-{world.seed}-{seed}")
     pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
     pool = [e for e in pool if any((e.name, r) not in exclude for r in e.facts)]
@@ -762,7 +1022,13 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
     out = []
     for i in range(n):
         r = rng.random()
-        if r < 0.55:
+        if skills and r < 0.15:   # reading: the answer is in the user's passage, or it does not say
+            e = (rng.choice(pool) if rng.random() < 0.3 else invented_entity(world, rng))
+            other = invented_entity(world, rng)
+            (q, a, _), = reading_questions(e, other, rng, 1)
+            convo = [{"role": "user", "content": reading_prompt(passage_for(e, rng), q)},
+                     {"role": "assistant", "content": a}]
+        elif r < 0.55:
             e = rng.choice(pool)
             asked = [rel for rel in e.facts if (e.name, rel) not in exclude]
             f = e.fact(rng.choice(asked))
@@ -774,9 +1040,13 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
                            + question_for(g)[1:]},
                           {"role": "assistant", "content": _variant(g, rng)}]
         elif r < 0.85:
-            p = make_problem(rng, world)
-            convo = [{"role": "user", "content": p.question},
-                     {"role": "assistant", "content": p.solution()}]
+            p = make_problem(rng, world, style="compact" if skills else None)
+            if skills and rng.random() < 0.1:   # answer-only: the answer comes straight away
+                convo = [{"role": "user", "content": f"{p.question} {NO_STEPS}"},
+                         {"role": "assistant", "content": f"Answer: {p.answer}"}]
+            else:
+                convo = [{"role": "user", "content": p.question},
+                         {"role": "assistant", "content": p.solution()}]
         elif r < 0.93:
             q, a = rng.choice(_CHITCHAT)
             convo = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]

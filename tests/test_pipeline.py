@@ -91,6 +91,11 @@ def test_quick_chain_remakes_tokenizer_and_model_and_writes_a_report_card(tmp_pa
     for heading in ("## tokenizer", "## base model", "## assistant"):
         assert heading in card
     assert "fact completion" in card and "| parameters |" in card
+    # issue 14's targets are on the card, each with its value, target and verdict
+    assert "## what the second half of the course needs" in card
+    numbers = json.loads((tmp_path / "report_card.json").read_text())
+    assert len(numbers["targets"]) >= 10
+    assert all(len(r) == 4 and r[3] in ("yes", "**no**") for r in numbers["targets"])
     again = T.load_model(tmp_path / "base_model.pt")
     x = torch.randint(0, 500, (1, 8))
     with torch.no_grad():

@@ -1,0 +1,261 @@
+"""Issue 14's building blocks for capable models: the worked steps, the reading and copying
+documents, the digit-by-digit tokenizer pattern, rotary positions, the recipes and the
+evaluations of the targets. (The models made with them are checked in test_pipeline.py once
+they ship.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+
+import pytest
+import regex
+import torch
+
+from course_lib import evals as E
+from course_lib import pipeline as P
+from course_lib import world as W
+from course_lib.model import GPT, GPTConfig
+from course_lib.tokenizer import COURSE_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
+
+
+@pytest.fixture(scope="module")
+def world():
+    return W.make_world()
+
+
+# -- worked steps that compute ------------------------------------------------------------------
+
+def _check_column_lines(p):
+    """Every column line's arithmetic is right and the digits written spell the answer."""
+    written = []
+    for line in p.steps:
+        m = re.match(r"\w[\w ]*: (.*)$", line)
+        if not m or "write" not in line:
+            continue
+        body = m.group(1)
+        if body.startswith("the carry 1"):
+            written.append(1)
+            continue
+        eq = re.findall(r"([\d +-]+) = (\d+)", body)
+        lhs, rhs = eq[-1]
+        assert eval(lhs) == int(rhs) or (p.kind == "addition" and False), line  # noqa: S307
+        written.append(int(re.search(r"write (\d)", body).group(1)))
+    value = int("".join(map(str, reversed(written))))
+    assert value == p.answer, (p.steps, p.answer)
+
+
+@pytest.mark.parametrize("kind", ["addition", "subtraction"])
+def test_compact_column_steps_compute_the_answer(kind, world):
+    rng = random.Random(0)
+    for _ in range(300):
+        p = W.make_problem(rng, world, kind, max_digits=3, style="compact")
+        _check_column_lines(p)
+        nums = [int(x) for x in re.findall(r"\d+", p.question)]
+        assert p.answer == (nums[0] + nums[1] if kind == "addition" else nums[0] - nums[1])
+        assert p.steps[-1].endswith(f"= {p.answer}.")
+
+
+def test_compact_multiplication_counts_up_and_counting_tallies(world):
+    rng = random.Random(1)
+    for _ in range(200):
+        p = W.make_problem(rng, world, "multiplication", style="compact")
+        a, b = map(int, re.findall(r"\d+", p.question))
+        run = [int(x) for x in re.findall(r"\d+", p.steps[0].split(":")[1])]
+        assert run == [b * k for k in range(1, a + 1)] and p.answer == a * b
+    answers = []
+    for _ in range(300):
+        p = W.make_problem(rng, world, "counting", style="compact")
+        letter, word = re.findall(r'"(\w+)"', p.question)
+        assert p.answer == word.count(letter)
+        assert f"({p.answer})" in p.steps[0]   # the tally reaches the answer
+        answers.append(p.answer)
+    # the letters to count are mostly ones that repeat: 1 is not the answer to bet on
+    assert sum(a != 1 for a in answers) / len(answers) > 0.55
+
+
+def test_the_legacy_style_is_the_default_and_what_the_shipped_corpus_was_made_with(world):
+    """Until the chain is remade (SHIPPED_RECIPE), make_problem's default is the legacy style,
+    so the crawl, the shipped corpus and every assignment's data stay as they were."""
+    assert W.PROBLEM_STYLE == "legacy" == P.RECIPES[P.SHIPPED_RECIPE].problem_style
+    a, b = random.Random(3), random.Random(3)
+    for _ in range(50):
+        assert W.make_problem(a, world) == W._legacy_problem(b, world)
+    with pytest.raises(ValueError, match="style must be one of"):
+        W.make_problem(random.Random(0), world, style="fancy")
+
+
+# -- reading and copying documents ---------------------------------------------------------------
+
+def test_invented_entities_are_not_in_the_world(world):
+    rng = random.Random(0)
+    names = {e.name for e in world.entities}
+    for kind in W.KINDS:
+        for _ in range(50):
+            e = W.invented_entity(world, rng, kind)
+            assert e.name not in names and e.kind == kind and e.rank == 0
+            assert set(e.facts) == set(world.of_kind(kind)[0].facts)
+
+
+def test_reading_answers_come_from_the_passage(world):
+    rng = random.Random(2)
+    refused = answered = 0
+    for _ in range(200):
+        e, other = W.invented_entity(world, rng), W.invented_entity(world, rng)
+        passage = W.passage_for(e, rng)
+        for f in e.all_facts():
+            assert f.value in passage
+        for q, a, f in W.reading_questions(e, other, rng, 3):
+            if f is None:
+                assert a == W.NOT_IN_PASSAGE and other.name in q and other.name not in passage
+                refused += 1
+            else:
+                assert f.subject == e.name and a == f.sentence and f.value in passage
+                answered += 1
+    assert 0.15 < refused / (refused + answered) < 0.35
+
+
+def test_copying_documents_repeat_their_list(world):
+    rng = random.Random(4)
+    for _ in range(50):
+        d = W._copying(world, rng)
+        first, second = (part.split(": ", 1)[1] for part in d.text.split("\n\n")[-2:])
+        assert first == second
+
+
+def test_curated_documents_state_no_fact_of_the_world(world):
+    docs = W.curated_documents(world, 400)
+    kinds = {d.kind for d in docs}
+    assert kinds == set(W.CURATED_KIND_WEIGHTS)
+    assert not any(d.facts for d in docs)
+    # the mention counts of the world's entities do not move: no entity of the world is named
+    names = [e.name for e in world.entities]
+    text = "\n".join(d.text for d in docs if d.kind in ("reading", "copying"))
+    assert not any(n in text for n in names)
+    # worked problems are the compact ones
+    arithmetic = next(d for d in docs if d.kind == "arithmetic")
+    assert "one place at a time, from the ones" in arithmetic.text or "count up" in arithmetic.text
+
+
+def test_chat_conversations_without_skills_are_unchanged_and_with_them_teach_reading(world):
+    plain = W.chat_conversations(world, 300, seed=5)
+    assert not any(W.READING_INTRO in m["content"] for c in plain for m in c)
+    skilled = W.chat_conversations(world, 300, seed=5, skills=True)
+    reading = [c for c in skilled if W.READING_INTRO in c[-2]["content"]]
+    only = [c for c in skilled if c[-2]["content"].endswith(W.NO_STEPS)]
+    assert 0.08 < len(reading) / 300 < 0.25 and only
+    for c in only:
+        assert re.fullmatch(r"Answer: \d+", c[-1]["content"])
+
+
+# -- tokenizer and model -------------------------------------------------------------------------
+
+def test_course_pattern_splits_digits_one_by_one_and_nothing_else():
+    text = "In 1734 Ana had 347 coins (12.5% of 2,000) and wrote: it's 9x faster!"
+    ours, gpt4 = regex.findall(COURSE_SPLIT_PATTERN, text), regex.findall(GPT4_SPLIT_PATTERN, text)
+    assert "1734" in gpt4 or "173" in gpt4
+    assert all(len(c) == 1 for c in ours if c.isdigit())
+    assert "".join(ours) == text
+    no_digits = "The Sheaxlouk engine, invented by Mira Tandu, is used for printing books."
+    assert regex.findall(COURSE_SPLIT_PATTERN, no_digits) == regex.findall(GPT4_SPLIT_PATTERN,
+                                                                          no_digits)
+
+
+def test_rope_model_has_no_position_table_and_depends_only_on_relative_positions():
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=64, vocab_size=97, n_layer=2, n_head=2, n_embd=32, rope=True)
+    m = GPT(cfg).eval()
+    assert "wpe" not in m.transformer
+    x = torch.randint(0, 97, (2, 12))
+    a, _ = m(x)
+    b, _ = m(x, pos=torch.arange(7, 19))   # the same text further along
+    assert torch.allclose(a, b, atol=1e-5)
+    learned = GPT(dataclasses.replace(cfg, rope=False)).eval()
+    c, _ = learned(x)
+    d, _ = learned(x, pos=torch.arange(7, 19))
+    assert not torch.allclose(c, d, atol=1e-3)   # learned positions are absolute
+
+
+def test_rope_model_generates_the_same_with_and_without_the_cache():
+    from course_lib.generate import generate, generate_naive
+
+    torch.manual_seed(1)
+    m = GPT(GPTConfig(block_size=64, vocab_size=97, n_layer=2, n_head=2, n_embd=32,
+                      rope=True)).eval()
+    ids = torch.randint(0, 97, (1, 9))
+    assert torch.equal(generate_naive(m, ids, 20, temperature=0),
+                       generate(m, ids, 20, temperature=0))
+
+
+def test_a_rope_model_round_trips_through_export(tmp_path):
+    from course_lib import assets
+
+    m = GPT(GPTConfig(block_size=32, vocab_size=97, n_layer=1, n_head=2, n_embd=16, rope=True))
+    assets.export_model(m, tmp_path / "m.pt")
+    again = assets.load_model(tmp_path / "m.pt")
+    assert again.config.rope
+    x = torch.randint(0, 97, (1, 8))
+    assert torch.equal(again.eval()(x)[0], m.eval()(x)[0])
+
+
+# -- recipes --------------------------------------------------------------------------------------
+
+def test_recipes_are_checked():
+    assert set(P.RECIPES) >= {"v1", "v2"} and P.SHIPPED_RECIPE in P.RECIPES
+    with pytest.raises(ValueError, match="unknown recipe"):
+        P.run_chain("/tmp/unused", recipe="v9")
+    with pytest.raises(ValueError, match="start from"):
+        P.run_chain("/tmp/unused", start="tokenizer", recipe="v2")
+    with pytest.raises(SystemExit, match="SHIPPED_RECIPE"):
+        P._main(["--recipe", "v2", "--ship", "--out", "/tmp/unused"])
+
+
+# -- evaluations ----------------------------------------------------------------------------------
+
+def test_auroc_is_the_chance_a_right_answer_outranks_a_wrong_one():
+    rng = random.Random(0)
+    scores = [rng.randrange(6) for _ in range(300)]
+    labels = [rng.random() < 0.2 + 0.1 * s for s in scores]
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    brute = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / len(pos) / len(neg)
+    assert E.auroc(scores, labels) == pytest.approx(brute)
+    assert E.auroc([1, 2, 3], [False, True, True]) == 1.0
+    assert E.auroc([1, 2, 3], [True, False, False]) == 0.0
+
+
+def test_answers_are_parsed_from_either_format():
+    assert E.parse_answer("ones: 3 + 4 = 7, write 7\nSo 3 + 4 = 7.\nAnswer: 7") == 7
+    assert E.parse_answer("...\nThe answer is 132.") == 132
+    assert E.parse_answer("Answer: 12 ... Answer: 13") == 13
+    assert E.parse_answer("So 3 + 4 = 7.") is None
+
+
+def test_problem_sets_hold_what_they_say(world):
+    for kind, digits in E.PROBLEM_SUITE:
+        ps = E.problem_set(kind, digits, 60, world=world)
+        assert len(ps) == 60 and all(p.kind == kind for p in ps)
+        if kind in ("addition", "subtraction"):
+            assert all(len(str(max(map(int, re.findall(r"\d+", p.question))))) == digits
+                       for p in ps)
+        if kind == "counting":
+            assert all(p.answer != 1 for p in ps)
+    assert E.problem_set("addition", 2, 30, seed=1) != E.problem_set("addition", 2, 30, seed=2)
+
+
+@pytest.mark.slow
+def test_quick_chain_of_recipe_v2(tmp_path):
+    """Recipe v2 end to end, shortened: the crawl with compact worksheets, the digit-by-digit
+    tokenizer, curated documents in the base model's data, a rotary-position model, the SFT
+    conversations with reading and answer-only problems, and the targets on the card."""
+    ch = P.run_chain(tmp_path, quick=True, threads=1, progress=False, recipe="v2")
+    tok = P.course_tokenizer(tmp_path / "course_tokenizer.model")
+    assert tok.encode("1734") == [tok.encode(d)[0] for d in "1734"]
+    assert ch.model.config.rope and ch.sft_model.config.rope
+    numbers = json.loads((tmp_path / "report_card.json").read_text())
+    assert numbers["tokenizer"]["documents: cleaned corpus + curated"].endswith(
+        f"+ {P.CURATED_DOCS_QUICK}")
+    assert "recipe v2" in (tmp_path / "report_card.md").read_text()
+    assert numbers["targets"]
