@@ -128,6 +128,24 @@ class TokenShards:
             ys.append(y)
         return torch.stack(xs), torch.stack(ys)
 
+    def copy_batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
+                   width: int = 64, min_len: int = 6, max_len: int = 20):
+        """The copy curriculum's batch, as many tokens as ``batch``'s: rows of ``width`` tokens,
+        each a segment of ``min_len``-``max_len`` tokens of the data repeated to fill the row.
+        After the first copy only looking back predicts the next token, so attention learns to
+        find the earlier occurrence of the current tokens and copy what followed (an induction
+        head), the circuit that reading a passage needs (issue 14, bench/induction.py)."""
+        x, _ = self.batch(generator, rank, world_size)
+        flat = x.reshape(-1)
+        rows = max(1, flat.numel() // width)
+        lengths = torch.randint(min_len, max_len + 1, (rows,), generator=generator)
+        out = []
+        for r in range(rows):
+            seg = flat[r * width:r * width + int(lengths[r])]
+            out.append(seg.repeat(width // len(seg) + 2)[:width + 1])
+        seq = torch.stack(out)
+        return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
+
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100
                   ) -> torch.Tensor:
@@ -216,6 +234,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    # the copy curriculum: the first copy_steps steps train on repeated segments of the data
+    # (TokenShards.copy_batch), so that copying from the context is learned first (issue 14)
+    copy_steps: int = 0
     # what the run reports and keeps
     eval_every: int = 250
     eval_batches: int = 8
@@ -495,7 +516,8 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=device)
         for micro in range(cfg.grad_accum_steps):
-            x, y = train_data.batch(generator, dist.rank, dist.world_size)
+            draw = train_data.copy_batch if step < cfg.copy_steps else train_data.batch
+            x, y = draw(generator, dist.rank, dist.world_size)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             last = micro == cfg.grad_accum_steps - 1
             sync = contextlib.nullcontext() if last or dist.world_size == 1 else model.no_sync()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import re
 
@@ -259,3 +260,41 @@ def test_quick_chain_of_recipe_v2(tmp_path):
         f"+ {P.CURATED_DOCS_QUICK}")
     assert "recipe v2" in (tmp_path / "report_card.md").read_text()
     assert numbers["targets"]
+
+
+# -- the copy curriculum ---------------------------------------------------------------------------
+
+def test_copy_batches_repeat_a_segment_of_the_data_and_keep_the_token_count(tmp_path):
+    import numpy as np
+
+    from course_lib import train as T
+
+    ids = np.random.default_rng(0).integers(0, 500, 20_000)
+    T.write_shard(ids, tmp_path / "train.bin", 4096)
+    shards = T.TokenShards(tmp_path / "train.bin", 256, 8, 4096)
+    g = torch.Generator().manual_seed(0)
+    x, y = shards.copy_batch(g)
+    assert x.shape == (32, 64) and x.numel() == 8 * 256
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    text = set(map(int, ids))
+    for row, target in zip(x, y):
+        full = torch.cat([row, target[-1:]]).tolist()
+        period = next(L for L in range(6, 21) if full[L:] == full[:-L])
+        assert full[:period] and set(full) <= text
+    x2, _ = shards.copy_batch(torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)
+
+
+def test_training_with_the_copy_curriculum_runs_and_then_trains_on_the_data(tmp_path):
+    import numpy as np
+
+    from course_lib import train as T
+
+    ids = np.random.default_rng(1).integers(0, 60, 30_000)
+    for split in ("train", "val"):
+        T.write_shard(ids, tmp_path / f"{split}.bin", 4096)
+    cfg = T.load_config("tiny", data_dir=str(tmp_path), out_dir=str(tmp_path / "run"),
+                        max_steps=12, copy_steps=6, eval_every=6, sample_every=0,
+                        checkpoint_every=0, device="cpu", threads=1)
+    res = T.train(cfg, progress=False, log=lambda *a: None)
+    assert len(res.history) == 12 and all(math.isfinite(h["loss"]) for h in res.history)
