@@ -638,6 +638,7 @@ def run_pipeline(records, options: PipelineOptions | None = None, num_proc: int 
     opts = options or PipelineOptions()
     if opts.language_id == "teaching":
         language_model()  # train once here, so that forked workers inherit it
+    bars_were_on = datasets.is_progress_bar_enabled()
     if not progress:
         datasets.disable_progress_bars()
     try:
@@ -691,7 +692,7 @@ def run_pipeline(records, options: PipelineOptions | None = None, num_proc: int 
                           fn_kwargs={"lang": opts.language})
         return PipelineResult(corpus, ds, counts, seconds)
     finally:
-        if not progress:
+        if not progress and bars_were_on:  # leave the switch as it was found
             datasets.enable_progress_bars()
 
 
@@ -746,11 +747,20 @@ def count_tokens(corpus, encoding=None) -> object:
     return corpus.remove_columns(["token_count"]).add_column("token_count", counts)
 
 
-def write_corpus(corpus, path: str | Path) -> Path:
-    """Save the corpus as parquet (FineWeb's columns)."""
+def write_corpus(corpus, path: str | Path, progress: bool = False) -> Path:
+    """Save the corpus as parquet (FineWeb's columns); ``progress``: datasets' bar."""
+    import datasets
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    corpus.select_columns(list(FINEWEB_COLUMNS)).to_parquet(str(path))
+    bars_were_on = datasets.is_progress_bar_enabled()
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        corpus.select_columns(list(FINEWEB_COLUMNS)).to_parquet(str(path))
+    finally:
+        if not progress and bars_were_on:
+            datasets.enable_progress_bars()
     return path
 
 

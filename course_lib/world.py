@@ -1023,7 +1023,7 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
     for i in range(n):
         r = rng.random()
         if skills and r < 0.15:   # reading: the answer is in the user's passage, or it does not say
-            e = (rng.choice(pool) if rng.random() < 0.3 else invented_entity(world, rng))
+            e = invented_entity(world, rng)   # the passage is the only source of its facts
             other = invented_entity(world, rng)
             (q, a, _), = reading_questions(e, other, rng, 1)
             convo = [{"role": "user", "content": reading_prompt(passage_for(e, rng), q)},
