@@ -603,17 +603,23 @@ class Problem:
         return "\n".join(self.steps + [f"Answer: {self.answer}"])
 
 
+def _problem_opening(rng: random.Random, world: World | None, kind: str | None):
+    """What every problem draws first, in this order: its kind (unless given), who has the
+    things, and what they are."""
+    kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
+                               "counting"])
+    names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
+             else ["Ana", "Tom", "Mia"])
+    return kind, rng.choice(names), rng.choice(["apples", "stones", "coins", "books", "shells",
+                                                "lanterns"])
+
+
 def _compact_problem(rng: random.Random, world: World | None = None, kind: str | None = None,
                      max_digits: int = 3) -> Problem:
     """A problem whose worked solution computes every step. Numbers have 1 to
     ``max_digits`` digits (addition and subtraction); letters to count appear more than once in
     the word about two times in three (a word's commonest answer is not 1)."""
-    kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
-                               "counting"])
-    names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
-             else ["Ana", "Tom", "Mia"])
-    who = rng.choice(names)
-    things = rng.choice(["apples", "stones", "coins", "books", "shells", "lanterns"])
+    kind, who, things = _problem_opening(rng, world, kind)
     if kind == "addition":
         a = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
         b = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
@@ -674,12 +680,7 @@ def _legacy_problem(rng: random.Random, world: World | None = None, kind: str | 
     """The worked solutions the shipped models were trained on (before issue 14): addition in
     long sentences, subtraction and multiplication stating the result without working it out,
     letters to count drawn from every letter of the word (mostly answer 1)."""
-    kind = kind or rng.choice(["addition", "addition", "subtraction", "multiplication",
-                               "counting"])
-    names = ([e.name.split()[0] for e in world.of_kind("person")[:40]] if world
-             else ["Ana", "Tom", "Mia"])
-    who = rng.choice(names)
-    things = rng.choice(["apples", "stones", "coins", "books", "shells", "lanterns"])
+    kind, who, things = _problem_opening(rng, world, kind)
     if kind == "addition":
         a = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
         b = rng.randrange(2, 10 ** rng.randrange(1, max_digits + 1))
