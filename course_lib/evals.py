@@ -315,8 +315,10 @@ def problem_accuracy(model, tokenizer, problems: list, chat: bool = True, steps:
         prompts = [[eot] + C.render_prompt([{"role": "user", "content": x}], tok) for x in q]
     else:
         tok = tokenizer
-        prompts = [tok.encode(f"First problem. {p.question}\n\nSolution. "
-                              + ("" if steps else "The answer is")) for p in problems]
+        # no space after "Solution.": the text's next token is " We" (a space is part of the
+        # word that follows it), so a trailing space would be a token the data never has there
+        prompts = [tok.encode(f"First problem. {p.question}\n\nSolution."
+                              + ("" if steps else " The answer is")) for p in problems]
     prompts, max_new_tokens = C._fit(model, prompts, max_new_tokens)
     right = [[False] * samples for _ in problems]
     texts = [[""] * samples for _ in problems]

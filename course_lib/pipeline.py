@@ -72,6 +72,10 @@ class Recipe:
     base_config: str            # course_lib/configs/<name>.toml
     sft_skills: bool            # world.chat_conversations(skills=...)
     description: str = ""
+    curated_share: float = 0.0  # share of the base model's training windows from them
+    curated_kinds: dict | None = None   # world.curated_documents' kind weights (None: default)
+    sft_conversations: int = 6000
+    sft_steps: int | None = None        # None: configs/sft.toml's max_steps
 
 
 def _recipes() -> dict:
@@ -81,10 +85,15 @@ def _recipes() -> dict:
         "v1": Recipe("v1", "legacy", GPT4_SPLIT_PATTERN, 0, "course", False,
                      "the shipped models of chapters 1-6: the crawl alone, GPT-4's digit groups, "
                      "learned positions"),
-        "v2": Recipe("v2", "compact", COURSE_SPLIT_PATTERN, 6000, "course_v2", True,
+        "v2": Recipe("v2", "compact", COURSE_SPLIT_PATTERN, 40000, "course_v2", True,
                      "issue 14, in development: digits one by one, compact worked steps, "
-                     "curated reading/copying/problem documents, rotary positions, SFT on "
-                     "reading and answer-only problems"),
+                     "curated reading/copying/problem documents (55 % of the base model's "
+                     "windows, never repeated), rotary positions, a longer base run, SFT on "
+                     "4x the conversations with reading and answer-only problems",
+                     curated_share=0.55,
+                     curated_kinds={"reading": 0.35, "copying": 0.1, "arithmetic": 0.45,
+                                    "counting": 0.1},
+                     sft_conversations=24000, sft_steps=1200),
     }
 
 
@@ -93,12 +102,12 @@ SHIPPED_RECIPE = "v1"     # what course_lib/assets holds; `--ship` refuses anoth
 CURATED_DOCS_QUICK = 300
 
 
-def curated_texts(world, n: int, seed: int = 0) -> list[str]:
+def curated_texts(world, n: int, seed: int = 0, kinds: dict | None = None) -> list[str]:
     """The curated part of the base model's data (reading exercises, lists written twice,
     worked problems: ``world.curated_documents``), as texts: title, blank line, body."""
     from course_lib.world import curated_documents
 
-    return [f"{d.title}\n\n{d.text}" for d in curated_documents(world, n, seed)]
+    return [f"{d.title}\n\n{d.text}" for d in curated_documents(world, n, seed, kinds)]
 
 
 def course_tokenizer(path: str | Path | None = None):
@@ -178,12 +187,19 @@ def stage_tokenizer(ch: Chain):
     ch.tokenizer = train_course_tokenizer(texts, vocab, ch.recipe.split_pattern)
     ch.tokenizer.save(ch.out / "course_tokenizer")
     n_curated = min(CURATED_DOCS_QUICK, ch.recipe.curated_docs) if ch.quick else ch.recipe.curated_docs
-    curated = curated_texts(ch.world, n_curated, ch.seed) if n_curated else []
-    meta = prepare_course_data(ch.tokenizer, ch.out / "data", ch.texts + curated)
+    curated = (curated_texts(ch.world, n_curated, ch.seed, ch.recipe.curated_kinds)
+               if n_curated else [])
+    if ch.recipe.curated_share:   # their own shard, drawn from at the recipe's share
+        meta = prepare_course_data(ch.tokenizer, ch.out / "data", ch.texts, curated=curated)
+    else:                         # mixed into the corpus's shard, drawn from by their size
+        meta = prepare_course_data(ch.tokenizer, ch.out / "data", ch.texts + curated)
     ch.report_rows = [("vocabulary", f"{vocab:,} ordinary tokens + end-of-text"),
                       ("documents: cleaned corpus + curated",
                        f"{len(ch.texts):,} + {len(curated):,}"),
-                      ("train tokens", f"{meta['train_tokens']:,}"),
+                      ("train tokens", f"{meta['train_tokens']:,}" + (
+                          f" + {meta['curated_tokens']:,} curated, drawn for "
+                          f"{ch.recipe.curated_share:.0%} of the windows"
+                          if "curated_tokens" in meta else "")),
                       ("validation tokens", f"{meta['val_tokens']:,}"),
                       ("bytes per token", f"{meta['bytes_per_token']:.2f}")]
 
@@ -191,7 +207,8 @@ def stage_tokenizer(ch: Chain):
 def stage_base_model(ch: Chain):
     from course_lib.model import flops_per_token
 
-    overrides = {"data_dir": str(ch.out / "data"), "out_dir": str(ch.out / "base")}
+    overrides = {"data_dir": str(ch.out / "data"), "out_dir": str(ch.out / "base"),
+                 "curated_share": ch.recipe.curated_share}
     if ch.quick:
         overrides |= {"max_steps": 300, "warmup_steps": 20, "eval_every": 100, "sample_every": 100,
                       "checkpoint_every": 0, "n_layer": 2, "n_embd": 64, "n_head": 2,
@@ -225,7 +242,7 @@ def stage_base_model(ch: Chain):
     ch.report_rows = [
         ("parameters", f"{n:,}"), ("steps x tokens per step", f"{cfg.max_steps:,} x "
                                    f"{cfg.tokens_per_step():,} = {tokens:,} tokens"),
-        ("epochs", f"{tokens / max(1, _train_tokens(ch)):.1f}"),
+        ("epochs", _epochs(ch, tokens)),
         ("training compute", f"{fpt * tokens:.2e} FLOPs ({fpt / 1e6:.1f} MFLOPs per token)"),
         ("speed", f"{res.tokens_per_s:,.0f} tokens/s, "
                   f"{fpt * res.tokens_per_s / 1e9:.1f} GFLOP/s achieved"),
@@ -256,8 +273,8 @@ def stage_assistant(ch: Chain):
         ch.model = base_model()
         base_path = BASE_MODEL_PATH
     tok = chat.chat_tokenizer(ch.tokenizer)
-    convs = chat.sft_conversations(ch.world, 600 if ch.quick else 6000, ch.seed,
-                                   skills=ch.recipe.sft_skills)
+    convs = chat.sft_conversations(ch.world, 600 if ch.quick else ch.recipe.sft_conversations,
+                                   ch.seed, skills=ch.recipe.sft_skills)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
     mc = ch.model.config
     shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
@@ -265,6 +282,8 @@ def stage_assistant(ch: Chain):
              "rope": mc.rope}
     overrides = shape | {"init_from": str(base_path), "data_dir": str(ch.out / "sft_data"),
                          "out_dir": str(ch.out / "sft")}
+    if ch.recipe.sft_steps:
+        overrides["max_steps"] = ch.recipe.sft_steps
     if ch.quick:
         overrides |= {"max_steps": 60, "eval_every": 30, "sample_every": 30,
                       "checkpoint_every": 0, "sample_tokens": 8}
@@ -313,6 +332,17 @@ def stage_assistant(ch: Chain):
 
 def _train_tokens(ch: Chain) -> int:
     return json.loads((ch.out / "data" / "meta.json").read_text())["train_tokens"]
+
+
+def _epochs(ch: Chain, tokens: int) -> str:
+    """How many times the run went through its data (each shard at its share of the windows)."""
+    meta = json.loads((ch.out / "data" / "meta.json").read_text())
+    share = ch.recipe.curated_share if "curated_tokens" in meta else 0.0
+    text = f"{tokens * (1 - share) / max(1, meta['train_tokens']):.1f}"
+    if share:
+        text += (f" of the corpus, {tokens * share / max(1, meta['curated_tokens']):.1f} of the "
+                 "curated documents")
+    return text
 
 
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),

@@ -44,9 +44,12 @@ def write_shard(ids, path: str | Path, vocab_size: int) -> Path:
 
 
 def prepare_course_data(tokenizer, out_dir: str | Path, texts: list[str] | None = None,
-                        val_every: int = assets.VAL_EVERY) -> dict:
+                        val_every: int = assets.VAL_EVERY, curated: list[str] | None = None
+                        ) -> dict:
     """Tokenize the corpus into ``train.bin`` and ``val.bin`` (each document followed by
-    ``<|endoftext|>``, as GPT-2's data was) and write ``meta.json``."""
+    ``<|endoftext|>``, as GPT-2's data was) and write ``meta.json``; ``curated`` documents go
+    to ``curated.bin`` (training only: ``TrainConfig.curated_share`` sets how much of each
+    batch comes from them, and the validation loss stays the corpus's)."""
     texts = data.corpus_texts() if texts is None else texts
     enc = tokenizer.to_tiktoken()  # the same ids, a fast encoder
     eot = tokenizer.special_tokens[assets.ENDOFTEXT]
@@ -61,6 +64,12 @@ def prepare_course_data(tokenizer, out_dir: str | Path, texts: list[str] | None 
         write_shard(np.array(seq, dtype=np.int64), out_dir / f"{name}.bin", VOCAB_SIZE)
         meta[f"{name}_tokens"] = len(seq)
     meta["bytes_per_token"] = meta["bytes"] / (meta["train_tokens"] + meta["val_tokens"])
+    if curated:
+        seq = [t for doc in enc.encode_ordinary_batch(curated) for t in doc + [eot]]
+        write_shard(np.array(seq, dtype=np.int64), out_dir / "curated.bin", VOCAB_SIZE)
+        meta["curated_documents"], meta["curated_tokens"] = len(curated), len(seq)
+    elif (out_dir / "curated.bin").exists():
+        (out_dir / "curated.bin").unlink()   # a stale one would be mixed into the next run
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -77,10 +86,15 @@ class TokenShards:
     loss ignores) and ``<shard>.starts`` (int64 offsets; windows then start only there, at the
     beginning of a conversation, so no answer is trained without its question)."""
 
-    def __init__(self, paths, block_size: int, batch_size: int, vocab_size: int):
+    def __init__(self, paths, block_size: int, batch_size: int, vocab_size: int,
+                 weights: list[float] | None = None):
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not paths:
             raise ValueError("no shard files given")
+        if weights is not None and (len(weights) != len(paths) or min(weights) < 0
+                                    or sum(weights) <= 0):
+            raise ValueError(f"weights {weights} must be one non-negative number per shard "
+                             f"({len(paths)}), not all zero")
         dtype = np.uint16 if vocab_size <= 2 ** 16 else np.uint32
         self.shards = [np.memmap(p, dtype=dtype, mode="r") for p in paths]
         self.block_size, self.batch_size = block_size, batch_size
@@ -106,10 +120,13 @@ class TokenShards:
             self.starts.append(starts)
         self.sizes = np.array([len(st) if st is not None else len(s) - block_size
                                for s, st in zip(self.shards, self.starts)], dtype=np.float64)
+        # which shard a window comes from: by size (every window equally likely), or by weight
+        self.share = self.sizes / self.sizes.sum() if weights is None else (
+            np.asarray(weights, dtype=np.float64) / sum(weights))
 
     def batch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1):
         n = self.batch_size * world_size
-        shard_ix = torch.multinomial(torch.as_tensor(self.sizes / self.sizes.sum()), n,
+        shard_ix = torch.multinomial(torch.as_tensor(self.share), n,
                                      replacement=True, generator=generator)
         starts = (torch.rand(n, generator=generator, dtype=torch.float64)
                   * torch.as_tensor(self.sizes)[shard_ix]).long()
@@ -237,6 +254,9 @@ class TrainConfig:
     # the copy curriculum: the first copy_steps steps train on repeated segments of the data
     # (TokenShards.copy_batch), so that copying from the context is learned first (issue 14)
     copy_steps: int = 0
+    # this share of the training windows comes from data_dir/curated.bin (documents written for
+    # a skill: reading, copying, worked problems), the rest from train.bin (issue 14)
+    curated_share: float = 0.0
     # what the run reports and keeps
     eval_every: int = 250
     eval_batches: int = 8
@@ -436,7 +456,20 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
                 f"{data_dir / (split + '.bin')} does not exist: write the shards first with "
                 "`python -m course_lib.train prepare` (the course corpus) or "
                 "`prepare --fineweb FILES` (FineWeb parquet)")
-    train_data = TokenShards(data_dir / "train.bin", cfg.block_size, cfg.batch_size, cfg.vocab_size)
+    if not 0 <= cfg.curated_share < 1:
+        raise ValueError(f"curated_share must be in [0, 1), got {cfg.curated_share}")
+    if cfg.curated_share:
+        if not (data_dir / "curated.bin").exists():
+            raise FileNotFoundError(
+                f"curated_share = {cfg.curated_share} but {data_dir / 'curated.bin'} does not "
+                "exist: write it with prepare_course_data(..., curated=texts) (the pipeline's "
+                "tokenizer stage does, for a recipe with curated documents)")
+        train_data = TokenShards([data_dir / "train.bin", data_dir / "curated.bin"],
+                                 cfg.block_size, cfg.batch_size, cfg.vocab_size,
+                                 weights=[1 - cfg.curated_share, cfg.curated_share])
+    else:
+        train_data = TokenShards(data_dir / "train.bin", cfg.block_size, cfg.batch_size,
+                                 cfg.vocab_size)
     val_data = TokenShards(data_dir / "val.bin", cfg.block_size, cfg.batch_size, cfg.vocab_size)
 
     torch.manual_seed(cfg.seed)
