@@ -298,3 +298,51 @@ def test_training_with_the_copy_curriculum_runs_and_then_trains_on_the_data(tmp_
                         checkpoint_every=0, device="cpu", threads=1)
     res = T.train(cfg, progress=False, log=lambda *a: None)
     assert len(res.history) == 12 and all(math.isfinite(h["loss"]) for h in res.history)
+
+
+# -- the curated shard and its share of the windows ------------------------------------------------
+
+def test_shard_weights_set_the_share_of_windows_and_are_checked(tmp_path):
+    import numpy as np
+
+    from course_lib import train as T
+
+    big = T.write_shard(np.full(50_000, 7), tmp_path / "big.bin", 4096)     # 50x the small one
+    small = T.write_shard(np.full(1_000, 9), tmp_path / "small.bin", 4096)
+    g = torch.Generator().manual_seed(0)
+
+    def share_small(shards):
+        rows = torch.cat([shards.batch(g)[0][:, 0] for _ in range(200)])
+        return float((rows == 9).float().mean())
+
+    assert share_small(T.TokenShards([big, small], 16, 8, 4096)) < 0.05         # by size
+    assert abs(share_small(T.TokenShards([big, small], 16, 8, 4096, weights=[0.3, 0.7]))
+               - 0.7) < 0.05
+    for bad in ([1.0], [-1, 2], [0, 0]):
+        with pytest.raises(ValueError, match="weights"):
+            T.TokenShards([big, small], 16, 8, 4096, weights=bad)
+
+
+def test_curated_documents_get_their_own_shard_and_a_run_says_when_it_is_missing(tmp_path):
+    from course_lib import train as T
+
+    tok = P.course_tokenizer()
+    corpus = [f"Document {i} of the corpus says hello." for i in range(40)]
+    curated = [f"Passage: Zorb lives in Quill {i}.\n\nQuestion: Where does Zorb live?" for i in range(60)]
+    meta = T.prepare_course_data(tok, tmp_path, corpus, curated=curated)
+    assert meta["curated_documents"] == 60 and (tmp_path / "curated.bin").exists()
+    ids = T.TokenShards(tmp_path / "curated.bin", 8, 1, 4096).shards[0]
+    assert meta["curated_tokens"] == len(ids) and "Zorb" in tok.decode(list(map(int, ids[:30])))
+    assert "Zorb" not in tok.decode(list(map(int, T.TokenShards(tmp_path / "train.bin", 8, 1, 4096)
+                                             .shards[0])))   # validation loss stays the corpus's
+    cfg = dict(data_dir=str(tmp_path), out_dir=str(tmp_path / "run"), max_steps=2, eval_every=2,
+               sample_every=0, checkpoint_every=0, device="cpu", threads=1, block_size=8)
+    with pytest.raises(ValueError, match="curated_share"):
+        T.train(T.load_config("tiny", curated_share=1.0, **cfg), progress=False, log=lambda *a: None)
+    res = T.train(T.load_config("tiny", curated_share=0.5, **cfg), progress=False,
+                  log=lambda *a: None)
+    assert len(res.history) == 2
+    T.prepare_course_data(tok, tmp_path, corpus)          # a recipe without them: no stale shard
+    assert not (tmp_path / "curated.bin").exists()
+    with pytest.raises(FileNotFoundError, match="curated.bin"):
+        T.train(T.load_config("tiny", curated_share=0.5, **cfg), progress=False, log=lambda *a: None)
