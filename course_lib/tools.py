@@ -6,7 +6,7 @@ weights do not hold (and for sums that need more than one token of thought) is t
 write a *tool call*, have a program run it, and paste the output into the context::
 
     <|im_start|>assistant<|im_sep|><|tool_start|>search: Tova Lind<|tool_end|>
-    <|result_start|>Tova Lind was born in 1851. ...<|result_end|>Tova Lind was born in 1851.<|im_end|>
+    <|result_start|>Tova Lind was born in 1851. ...<|result_end|>She was born in 1851.<|im_end|>
 
 The model writes the call and the answer; the loop writes the result. This module holds the
 parts that need no trained model:

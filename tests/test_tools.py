@@ -5,6 +5,7 @@ conversations with the results masked, and the tool loop run on a tiny GPT train
 from __future__ import annotations
 
 import builtins
+import copy
 import time
 
 import numpy as np
@@ -413,3 +414,35 @@ def test_the_loop_samples_with_a_seed(trained, tok):
     runs = [T.run_tool_loop(model, tok, convos[3][:1], temperature=1.5, seed=s,
                             max_new_tokens=40) for s in (1, 1, 2)]
     assert runs[0] == runs[1]
+
+
+def _steered(model, token: int):
+    """A copy of ``model`` whose every next-token choice leans hard to ``token`` (its final
+    LayerNorm outputs that token's embedding): a real GPT that wants to write one token."""
+    steered = copy.deepcopy(model)
+    with torch.no_grad():
+        ln = steered.transformer.ln_f
+        ln.weight.zero_()
+        ln.bias.copy_(steered.transformer.wte.weight[token] * 50)
+    return steered
+
+
+@pytest.mark.parametrize("token", [RESULT_START, RESULT_END, TOOL_END])
+def test_the_loop_keeps_replies_well_formed(trained, tok, token):
+    """Only the loop writes result tokens, and <|tool_end|> closes only an open call: a model
+    that wants to write them anyway writes something else."""
+    model, convos = trained
+    steered = _steered(model, TOOL_TOKENS[token])
+    plain = generate(steered, torch.tensor([[0, 1, 2]]), 3, temperature=0)
+    assert plain[0, 3:].tolist() == [TOOL_TOKENS[token]] * 3, "the steering did not take"
+    reply, calls = T.run_tool_loop(steered, tok, convos[0][:1], max_new_tokens=20)
+    assert token not in reply and calls == []
+    T.split_tool_message(reply, open_call=True)
+
+
+def test_a_call_cannot_open_inside_a_call(trained, tok):
+    model, convos = trained
+    steered = _steered(model, TOOL_TOKENS[TOOL_START])
+    reply, calls = T.run_tool_loop(steered, tok, convos[0][:1], max_new_tokens=20)
+    assert reply.startswith(TOOL_START) and reply.count(TOOL_START) == 1 and calls == []
+    assert T.split_tool_message(reply, open_call=True)[-1][0] == "call"
