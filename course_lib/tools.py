@@ -17,8 +17,8 @@ parts that need no trained model:
 - ``TOOLS``, ``format_call``, ``format_result``, ``parse_call``, ``run_tool``: the call format
   and running one call (a failing tool answers ``"error: ..."``, for the model to read);
 - ``tool_tokenizer``, ``split_tool_message``, ``render_tool_conversation``,
-  ``render_tool_prompt``: conversations with tool calls as ids and a loss mask that leaves the
-  results out (the model never writes them, so it must not learn to);
+  ``render_tool_prompt``, ``visible_text``: conversations with tool calls as ids and a loss mask
+  that leaves the results out (the model never writes them, so it must not learn to);
 - ``run_tool_loop``: generation with the KV cache that stops at each ``<|tool_end|>``, runs the
   tool, pastes its result and goes on, until ``<|im_end|>``.
 """
