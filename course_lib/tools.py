@@ -351,7 +351,8 @@ def split_tool_message(content: str, open_call: bool = False) -> list[tuple[str,
         "<|result_start|>Tova Lind was born in 1851. ...<|result_end|>She was born in 1851."
 
     Every call is followed at once by its result. Raises ``ValueError`` naming what is out of
-    place; ``open_call=True`` allows a last call with no result yet (a reply cut short)."""
+    place; ``open_call=True`` allows a last call with no result yet, or not even closed (a reply
+    cut short)."""
     pieces = [p for p in _TOOL_SPLIT.split(content) if p]
     parts, i = [], 0
     while i < len(pieces):
@@ -363,7 +364,7 @@ def split_tool_message(content: str, open_call: bool = False) -> list[tuple[str,
             raise ValueError(f"{pieces[i]} with no call before it in {content!r:.120}; a call "
                              f"is {format_call('tool', 'argument')}, then its result "
                              f"{format_result('output')}")
-        call, i = _enclosed(pieces, i, TOOL_END, content)
+        call, i = _enclosed(pieces, i, TOOL_END, content, open_call)
         parts.append(("call", call))
         if i == len(pieces) and open_call:
             break
@@ -375,13 +376,16 @@ def split_tool_message(content: str, open_call: bool = False) -> list[tuple[str,
     return parts
 
 
-def _enclosed(pieces: list[str], i: int, close: str, content: str) -> tuple[str, int]:
+def _enclosed(pieces: list[str], i: int, close: str, content: str, open_end: bool = False
+              ) -> tuple[str, int]:
     """The text between the opening token ``pieces[i]`` and ``close`` (may be empty), and the
-    index after ``close``."""
+    index after ``close``; ``open_end``: the content may end before ``close``."""
     j = i + 1
     inner = ""
     if j < len(pieces) and pieces[j] not in TOOL_TOKENS:
         inner, j = pieces[j], j + 1
+    if j == len(pieces) and open_end:
+        return inner, j
     if j == len(pieces) or pieces[j] != close:
         raise ValueError(f"{pieces[i]} is not closed by {close} in {content!r:.120}")
     return inner, j + 1
