@@ -359,12 +359,41 @@ def auroc(scores: list[float], labels: list[bool]) -> float:
 
 
 @torch.no_grad()
+def greedy_answer_probability(model, prompts: list[list[int]], lengths: list[int],
+                              batch_size: int = 64) -> list[float]:
+    """How sure the model is of its own answer: the probability of the ``lengths[i]`` tokens
+    greedy decoding writes after ``prompts[i]`` (the product of each step's top probability).
+    The whole answer, not its first token: with digits one by one a year's first token is
+    nearly always "1", and a job's is the article " a", so their first token says nothing."""
+    model.eval()
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        n = lengths[i:i + batch_size]
+        chunk = [p[-(block - k):] for p, k in zip(prompts[i:i + batch_size], n)]
+        x = torch.zeros(len(chunk), max(len(p) + k for p, k in zip(chunk, n)), dtype=torch.long)
+        for r, p in enumerate(chunk):
+            x[r, :len(p)] = torch.tensor(p)
+        prob = torch.ones(len(chunk))
+        for step in range(max(n)):   # right-padding is never attended to: attention is causal
+            probs = model(x.to(device))[0].float().softmax(-1).cpu()
+            for r, p in enumerate(chunk):
+                if step < n[r]:
+                    top, tok = probs[r, len(p) - 1 + step].max(-1)
+                    prob[r] *= top
+                    x[r, len(p) + step] = tok
+        out += prob.tolist()
+    return out
+
+
+@torch.no_grad()
 def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None,
                     chat: bool = True, batch_size: int = 64) -> dict:
     """Every fact of the world asked, and how sure the model is. The assistant (``chat=True``)
     gets the question and starts its answer with the fact's sentence up to the value; a base
     model gets the sentence alone. Right: greedy decoding gives exactly the value. Confidence:
-    the probability of the greedy first token of the value. Returns accuracy by decile of
+    the probability of the model's greedy answer (``greedy_answer_probability``). Returns accuracy by decile of
     entities by mentions (1: most named), chance, and the AUROC of confidence for right vs wrong."""
     from course_lib import chat as C
     from course_lib import world as W
@@ -384,19 +413,7 @@ def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None
             prompts.append([eot] + tok.encode_ordinary(lead))
         answers.append(tok.encode_ordinary(value))
     ok, _ = _greedy_matches(model, prompts, answers, batch_size)
-    conf = []
-    model.eval()
-    device = next(model.parameters()).device
-    block = model.config.block_size
-    for i in range(0, len(prompts), batch_size):
-        chunk = [p[-block:] for p in prompts[i:i + batch_size]]
-        T = max(len(p) for p in chunk)
-        x = torch.zeros(len(chunk), T, dtype=torch.long)
-        for r, p in enumerate(chunk):
-            x[r, :len(p)] = torch.tensor(p)
-        logits, _ = model(x.to(device))
-        for r, p in enumerate(chunk):
-            conf.append(float(logits[r, len(p) - 1].float().softmax(-1).max()))
+    conf = greedy_answer_probability(model, prompts, [len(a) for a in answers], batch_size)
     order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
     decile_of = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
     by_decile = {}

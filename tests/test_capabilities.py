@@ -346,3 +346,24 @@ def test_curated_documents_get_their_own_shard_and_a_run_says_when_it_is_missing
     assert not (tmp_path / "curated.bin").exists()
     with pytest.raises(FileNotFoundError, match="curated.bin"):
         T.train(T.load_config("tiny", curated_share=0.5, **cfg), progress=False, log=lambda *a: None)
+
+
+def test_greedy_answer_probability_is_the_product_along_greedy_decoding():
+    """Batched with prompts of different lengths (right-padded), each row's value equals the
+    product of the top probabilities met decoding that prompt alone, one token at a time."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=64,
+                          rope=True)).eval()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    lengths = [3, 1, 4]
+    got = E.greedy_answer_probability(model, prompts, lengths, batch_size=3)
+    torch.set_grad_enabled(False)
+    for p, n, value in zip(prompts, lengths, got):
+        ids, prob = list(p), 1.0
+        for _ in range(n):
+            probs = model(torch.tensor([ids]))[0][0, -1].softmax(-1)
+            prob *= float(probs.max())
+            ids.append(int(probs.argmax()))
+        assert value == pytest.approx(prob, rel=1e-5)
+    torch.set_grad_enabled(True)
+    assert got[0] != pytest.approx(E.greedy_answer_probability(model, prompts[:1], [1])[0])
