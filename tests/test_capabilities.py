@@ -357,13 +357,12 @@ def test_greedy_answer_probability_is_the_product_along_greedy_decoding():
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
     lengths = [3, 1, 4]
     got = E.greedy_answer_probability(model, prompts, lengths, batch_size=3)
-    torch.set_grad_enabled(False)
     for p, n, value in zip(prompts, lengths, got):
         ids, prob = list(p), 1.0
         for _ in range(n):
-            probs = model(torch.tensor([ids]))[0][0, -1].softmax(-1)
+            with torch.no_grad():
+                probs = model(torch.tensor([ids]))[0][0, -1].softmax(-1)
             prob *= float(probs.max())
             ids.append(int(probs.argmax()))
         assert value == pytest.approx(prob, rel=1e-5)
-    torch.set_grad_enabled(True)
     assert got[0] != pytest.approx(E.greedy_answer_probability(model, prompts[:1], [1])[0])
