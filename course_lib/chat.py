@@ -173,13 +173,17 @@ def held_out(world) -> frozenset:
     return frozenset(out)
 
 
-def sft_conversations(world=None, n: int = 6000, seed: int = 0, skills: bool = False) -> list:
+def sft_conversations(world=None, n: int = 6000, seed: int = 0, skills: bool = False,
+                      max_rank: int | None = None) -> list:
     """The finetuning set: ``world.chat_conversations`` (fact questions outside ``held_out``,
     arithmetic with worked steps, chit-chat, system prompts) with identity conversations; with
-    ``skills`` also reading conversations and answer-only problems (the v2 recipe)."""
+    ``skills`` also reading conversations and answer-only problems (the v2 recipe); with
+    ``max_rank`` fact questions only about entities that popular (the ones the base model can
+    know: teaching answers it cannot know teaches it to make answers up)."""
 
     world = world or make_world()
-    return chat_conversations(world, n, seed, exclude=held_out(world), skills=skills)
+    return chat_conversations(world, n, seed, max_rank=max_rank, exclude=held_out(world),
+                              skills=skills)
 
 
 def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,

@@ -76,6 +76,7 @@ class Recipe:
     curated_kinds: dict | None = None   # world.curated_documents' kind weights (None: default)
     sft_conversations: int = 6000
     sft_steps: int | None = None        # None: configs/sft.toml's max_steps
+    sft_max_rank: int | None = None     # fact questions only about entities this popular
 
 
 def _recipes() -> dict:
@@ -93,7 +94,7 @@ def _recipes() -> dict:
                      curated_share=0.55,
                      curated_kinds={"reading": 0.35, "copying": 0.1, "arithmetic": 0.45,
                                     "counting": 0.1},
-                     sft_conversations=24000, sft_steps=1200),
+                     sft_conversations=24000, sft_steps=1200, sft_max_rank=250),
     }
 
 
@@ -274,7 +275,8 @@ def stage_assistant(ch: Chain):
         base_path = BASE_MODEL_PATH
     tok = chat.chat_tokenizer(ch.tokenizer)
     convs = chat.sft_conversations(ch.world, 600 if ch.quick else ch.recipe.sft_conversations,
-                                   ch.seed, skills=ch.recipe.sft_skills)
+                                   ch.seed, skills=ch.recipe.sft_skills,
+                                   max_rank=ch.recipe.sft_max_rank)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
     mc = ch.model.config
     shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,

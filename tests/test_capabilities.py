@@ -366,3 +366,40 @@ def test_greedy_answer_probability_is_the_product_along_greedy_decoding():
             ids.append(int(probs.argmax()))
         assert value == pytest.approx(prob, rel=1e-5)
     assert got[0] != pytest.approx(E.greedy_answer_probability(model, prompts[:1], [1])[0])
+
+
+def test_v2_sft_asks_facts_only_of_popular_entities_and_never_the_held_out_ones(world):
+    """The SFT data teaches the format of answering, not facts the base model cannot know:
+    recipe v2's fact questions are about entities of rank up to ``sft_max_rank`` only, and
+    never about a held-out (subject, relation) pair (those measure what pretraining taught)."""
+    from course_lib import chat as C
+
+    recipe = P.RECIPES["v2"]
+    assert recipe.sft_max_rank < len(world.entities)
+    question = {}
+    for e in world.entities:
+        for f in e.all_facts():
+            q = W.question_for(f)
+            question[q] = question[f"And {q[0].lower()}{q[1:]}"] = (e, f.relation)
+    held = C.held_out(world)
+    asked = [question[m["content"]] for c in C.sft_conversations(
+                 world, 3000, 0, skills=True, max_rank=recipe.sft_max_rank)
+             for m in c if m["role"] == "user" and m["content"] in question]
+    assert len(asked) > 800
+    assert max(e.rank for e, _ in asked) <= recipe.sft_max_rank
+    assert not {(e.name, r) for e, r in asked} & held
+    everyone = [question[m["content"]] for c in C.sft_conversations(world, 3000, 0, skills=True)
+                for m in c if m["role"] == "user" and m["content"] in question]
+    assert max(e.rank for e, _ in everyone) > recipe.sft_max_rank   # the check can fail
+
+
+def test_fact_confidence_asks_only_the_facts_given(world):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, vocab_size=4096,
+                          rope=True)).eval()
+    from course_lib import chat as C
+
+    only = set(sorted(C.held_out(world))[:120])
+    r = E.fact_confidence(model, P.course_tokenizer(), world, ["no text"], chat=False, only=only)
+    assert r["n"] == len(only) == len(r["rows"])
+    assert {(name, rel) for name, rel, *_ in r["rows"]} == only
