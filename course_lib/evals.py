@@ -435,13 +435,13 @@ def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None
 
 
 # the distribution chapter 8's RL trains on (issue 14 target 4: room for RL)
-# 4 digits: the v2 assistant solves 3-digit ones at T=1 60 % of the time (pass@8 74 %), too
-# often for RL to show a rise; 4-digit ones are one column past its worksheets (docs/capability.md)
-RL_PROBLEMS = (("addition", 4), ("subtraction", 4))
+# The v2 assistant solves these at T=1 60-70 % of the time (pass@8 74-93 %), more than the
+# target's 10-50 %; 4-digit ones it never saw: 0 %, pass@8 0 % (docs/capability.md, finding 12)
+RL_PROBLEMS = (("addition", 3), ("subtraction", 3))
 
 
 def rl_problems(n: int, seed: int = 0, world=None) -> list:
-    """Chapter 8's training distribution (``RL_PROBLEMS``): 4-digit addition and subtraction,
+    """Chapter 8's training distribution (``RL_PROBLEMS``): 3-digit addition and subtraction,
     alternating."""
     half = [problem_set(k, d, (n + 1) // 2, seed, world) for k, d in RL_PROBLEMS]
     return [p for pair in zip(*half) for p in pair][:n]
@@ -481,11 +481,14 @@ def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
         label = f"{digits}-digit {kind}" if kind in ("addition", "subtraction") else (
             "letter counting (answer not 1)" if kind == "counting" else "multiplication tables")
         nums[label] = {"worked": worked, "direct": direct}
+        # answer only: no better than a third of worked, or than always giving the commonest
+        # answer (counting's is 2 for most words: a guess of 2 without steps is not thinking)
         ok = (goal is None or worked["accuracy"] >= goal) and (
-            direct["accuracy"] <= worked["accuracy"] / 3 + 1e-9)
+            direct["accuracy"] <= max(worked["accuracy"] / 3, worked["best_constant"]) + 1e-9)
         row(f"{label}: worked / answer only / best constant",
             f"{worked['accuracy']:.0%} / {direct['accuracy']:.0%} / {worked['best_constant']:.0%}",
-            (f">= {goal:.0%}" if goal else "reported") + " / <= a third of worked", ok)
+            (f">= {goal:.0%}" if goal else "reported")
+            + " / <= a third of worked, or <= the constant", ok)
     from course_lib.chat import held_out
 
     # facts the SFT data never asks: what the assistant knows from pretraining, not from SFT
@@ -501,7 +504,7 @@ def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
     rl = problem_accuracy(sft, tokenizer, rl_problems(n, seed, world), chat=True, samples=8,
                           temperature=1.0, seed=seed)
     nums["rl_room"] = rl
-    row("chapter 8's problems (4-digit + and -), pass@1 / pass@8 at T=1",
+    row("chapter 8's problems (3-digit + and -), pass@1 / pass@8 at T=1",
         f"{rl['accuracy']:.0%} / {rl['pass@8']:.0%}", "10-50% / >= 2x pass@1",
         0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"])
     return rows, nums
