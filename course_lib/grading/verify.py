@@ -150,8 +150,26 @@ def manifest_files(modules: list[str]) -> list[Path]:
 def _top_level(path: Path) -> tuple[list, dict]:
     """The top-level statements of ``path`` that are not functions, and its top-level functions
     ``{name: (node, first line, last line)}`` (decorators included)."""
+    import gc
+
+    source = path.read_text(encoding="utf-8")
+    enabled = gc.isenabled()
+    gc.disable()   # no finalizer may run inside the parse (see the SystemError below)
+    try:
+        try:
+            tree = ast.parse(source)
+        except SystemError as error:
+            # CPython 3.11's AST constructor can miscount its own recursion depth and raise
+            # "AST constructor recursion depth mismatch" on valid source (python/cpython#106905;
+            # seen once in CI, in a pytest worker that had run many other tests): parse again
+            if "recursion depth mismatch" not in str(error):
+                raise
+            tree = ast.parse(source)
+    finally:
+        if enabled:
+            gc.enable()
     rest, functions = [], {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             first = min([node.lineno] + [d.lineno for d in node.decorator_list])
             functions[node.name] = (node, first, node.end_lineno)
