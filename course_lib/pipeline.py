@@ -332,10 +332,6 @@ def stage_assistant(ch: Chain):
     ]
 
 
-def _train_tokens(ch: Chain) -> int:
-    return json.loads((ch.out / "data" / "meta.json").read_text())["train_tokens"]
-
-
 def _epochs(ch: Chain, tokens: int) -> str:
     """How many times the run went through its data (each shard at its share of the windows)."""
     meta = json.loads((ch.out / "data" / "meta.json").read_text())
