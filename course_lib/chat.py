@@ -174,16 +174,18 @@ def held_out(world) -> frozenset:
 
 
 def sft_conversations(world=None, n: int = 6000, seed: int = 0, skills: bool = False,
-                      max_rank: int | None = None) -> list:
+                      max_rank: int | None = None, known: set | frozenset | None = None) -> list:
     """The finetuning set: ``world.chat_conversations`` (fact questions outside ``held_out``,
     arithmetic with worked steps, chit-chat, system prompts) with identity conversations; with
     ``skills`` also reading conversations and answer-only problems (the v2 recipe); with
-    ``max_rank`` fact questions only about entities that popular (the ones the base model can
-    know: teaching answers it cannot know teaches it to make answers up)."""
+    ``max_rank`` fact questions only about entities that popular; with ``known`` (a probe of the
+    base model, ``evals.known_facts``) only about the facts it already answers right. Both keep
+    finetuning from teaching answers the base model cannot know, which teaches it to make
+    answers up."""
 
     world = world or make_world()
     return chat_conversations(world, n, seed, max_rank=max_rank, exclude=held_out(world),
-                              skills=skills)
+                              skills=skills, known=known)
 
 
 def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
@@ -233,7 +235,7 @@ def _cut(text: str) -> str:
     return text.strip()
 
 
-def reply(model, tokenizer, conversation, max_new_tokens: int = 150, temperature: float = 0.0,
+def reply(model, tokenizer, conversation, max_new_tokens: int = 200, temperature: float = 0.0,
           top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> str:
     """The assistant's next message: the conversation (ending with the user) rendered, then
     sampled with chapter 5's ``generate`` (KV cache) until ``<|im_end|>``."""

@@ -141,30 +141,53 @@ def few_shot_accuracy(model, tokenizer, world=None, texts: list[str] | None = No
             "sentence": sum(known) / len(known), "examples": examples}
 
 
-def digit_addition_accuracy(model, tokenizer) -> dict:
-    """Adding two digits as the corpus's worked solutions do ("In the ones place we add 7 and 5
-    and get" -> " 12"), over all 100 pairs; chance is guessing uniformly among the 19 sums."""
+# chapter 4's two arithmetic probes, phrased as each problem style's worked solutions phrase them
+ARITHMETIC_PROBES = {
+    "legacy": {"digit": "In the ones place we add {a} and {b} and get",
+               "sum": "So the sum of {a} and {b} is"},
+    "compact": {"digit": "ones: {a} + {b} =", "sum": "So {a} + {b} ="},
+}
+
+
+def _probe(kind: str, style: str | None) -> str:
+    from course_lib import world as W
+
+    style = style or W.PROBLEM_STYLE
+    if style not in ARITHMETIC_PROBES:
+        raise ValueError(f"style must be one of {sorted(ARITHMETIC_PROBES)}, got {style!r}")
+    return ARITHMETIC_PROBES[style][kind]
+
+
+def digit_addition_accuracy(model, tokenizer, style: str | None = None) -> dict:
+    """Adding two digits as the corpus's worked solutions do (legacy style: "In the ones place
+    we add 7 and 5 and get" -> " 12"; compact: "ones: 7 + 5 =" -> " 12"; default
+    ``world.PROBLEM_STYLE``), over all 100 pairs; chance is guessing uniformly among the 19
+    sums."""
     pairs = [(x, y) for x in range(10) for y in range(10)]
-    prompts = [tokenizer.encode(f"In the ones place we add {x} and {y} and get") for x, y in pairs]
+    prompt = _probe("digit", style)
+    prompts = [tokenizer.encode(prompt.format(a=x, b=y)) for x, y in pairs]
     answers = [tokenizer.encode(f" {x + y}") for x, y in pairs]
     ok, _ = _greedy_matches(model, prompts, answers)
-    return {"accuracy": sum(ok) / len(ok), "chance": 1 / 19, "n": len(ok),
+    return {"accuracy": sum(ok) / len(ok), "chance": 1 / 19, "n": len(ok), "prompt": prompt,
             "wrong": [f"{x}+{y}" for (x, y), c in zip(pairs, ok) if not c]}
 
 
-def sum_accuracy(model, tokenizer, n: int = 200, seed: int = 0, max_value: int = 100) -> dict:
-    """Whole sums with no worked steps ("So the sum of 23 and 45 is" -> " 68"), a and b drawn
-    below ``max_value``: harder than digits, since the corpus only states such sums after working
-    them out. Chance: the probability that a sum of the same kind equals it."""
+def sum_accuracy(model, tokenizer, n: int = 200, seed: int = 0, max_value: int = 100,
+                 style: str | None = None) -> dict:
+    """Whole sums with no worked steps (legacy: "So the sum of 23 and 45 is" -> " 68"; compact:
+    "So 23 + 45 =" -> " 68"), a and b drawn below ``max_value``: harder than digits, since the
+    corpus only states such sums after working them out. Chance: the probability that a sum of
+    the same kind equals it."""
     rng = random.Random(seed)
     pairs = [(rng.randrange(2, max_value), rng.randrange(2, max_value)) for _ in range(n)]
-    prompts = [tokenizer.encode(f"So the sum of {a} and {b} is") for a, b in pairs]
+    prompt = _probe("sum", style)
+    prompts = [tokenizer.encode(prompt.format(a=a, b=b)) for a, b in pairs]
     answers = [tokenizer.encode(f" {a + b}") for a, b in pairs]
     ok, _ = _greedy_matches(model, prompts, answers)
     sums = Counter(a + b for a in range(2, max_value) for b in range(2, max_value))
     total = sum(sums.values())
     chance = sum((c / total) ** 2 for c in sums.values())
-    return {"accuracy": sum(ok) / n, "chance": chance, "n": n}
+    return {"accuracy": sum(ok) / n, "chance": chance, "n": n, "prompt": prompt}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +320,7 @@ def parse_answer(text: str) -> int | None:
 
 def problem_accuracy(model, tokenizer, problems: list, chat: bool = True, steps: bool = True,
                      samples: int = 1, temperature: float = 0.0, seed: int = 0,
-                     max_new_tokens: int = 120) -> dict:
+                     max_new_tokens: int = 200) -> dict:
     """Problems solved, measured by their final answer. The assistant (``chat=True``) is asked
     the question (``steps=False``: with "Give only the answer.", so the answer must come right
     after the question); a base model continues a worksheet's "Solution." With ``samples > 1``
@@ -434,14 +457,24 @@ def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None
                      for (e, f), c, p in zip(facts, ok, conf)]}
 
 
-# the distribution chapter 8's RL trains on (issue 14 target 4: room for RL)
-# The v2 assistant solves these at T=1 60-70 % of the time (pass@8 74-93 %), more than the
-# target's 10-50 %; 4-digit ones it never saw: 0 %, pass@8 0 % (docs/capability.md, finding 12)
-RL_PROBLEMS = (("addition", 3), ("subtraction", 3))
+def known_facts(model, tokenizer, world=None, texts: list[str] | None = None,
+                only: frozenset | set | None = None, batch_size: int = 64) -> frozenset:
+    """The ``(subject, relation)`` pairs a base model completes right, greedy, from the fact's
+    sentence (``fact_confidence`` with ``chat=False``): a probe of what it knows, the first step
+    of the Llama 3 factuality recipe, and what recipe v2's SFT asks about."""
+    rows = fact_confidence(model, tokenizer, world, texts, chat=False, batch_size=batch_size,
+                           only=only)["rows"]
+    return frozenset((name, rel) for name, rel, _, right, _ in rows if right)
+
+
+# the distribution chapter 8's RL trains on (issue 14 target 4: room for RL): one column past
+# the worksheets, which stop at 3 digits. 3-digit problems leave no room (the v2 assistant:
+# pass@1 60-76 %); 4-digit ones are solved only when SFT shows a few (docs/capability.md)
+RL_PROBLEMS = (("addition", 4), ("subtraction", 4))
 
 
 def rl_problems(n: int, seed: int = 0, world=None) -> list:
-    """Chapter 8's training distribution (``RL_PROBLEMS``): 3-digit addition and subtraction,
+    """Chapter 8's training distribution (``RL_PROBLEMS``): 4-digit addition and subtraction,
     alternating."""
     half = [problem_set(k, d, (n + 1) // 2, seed, world) for k, d in RL_PROBLEMS]
     return [p for pair in zip(*half) for p in pair][:n]
@@ -504,7 +537,8 @@ def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
     rl = problem_accuracy(sft, tokenizer, rl_problems(n, seed, world), chat=True, samples=8,
                           temperature=1.0, seed=seed)
     nums["rl_room"] = rl
-    row("chapter 8's problems (3-digit + and -), pass@1 / pass@8 at T=1",
+    kinds = " and ".join(f"{d}-digit {k}" for k, d in RL_PROBLEMS)
+    row(f"chapter 8's problems ({kinds}), pass@1 / pass@8 at T=1",
         f"{rl['accuracy']:.0%} / {rl['pass@8']:.0%}", "10-50% / >= 2x pass@1",
         0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"])
     return rows, nums

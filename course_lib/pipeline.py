@@ -30,9 +30,9 @@ from pathlib import Path
 
 from course_lib import assets
 from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
-from course_lib.data import corpus_texts, entity_mentions, training_mentions  # noqa: F401
+from course_lib.data import corpus_texts, entity_mentions, load_corpus, training_mentions  # noqa: F401
 from course_lib.evals import (FactResult, capability_card, digit_addition_accuracy,  # noqa: F401
-                              fact_accuracy, few_shot_accuracy, sum_accuracy)
+                              fact_accuracy, few_shot_accuracy, known_facts, sum_accuracy)
 from course_lib.train import (export_model, load_config, load_model,  # noqa: F401
                               parse_overrides, prepare_course_data, train)
 
@@ -76,7 +76,7 @@ class Recipe:
     curated_kinds: dict | None = None   # world.curated_documents' kind weights (None: default)
     sft_conversations: int = 6000
     sft_steps: int | None = None        # None: configs/sft.toml's max_steps
-    sft_max_rank: int | None = None     # fact questions only about entities this popular
+    sft_known_only: bool = False        # fact questions only about facts the base model knows
 
 
 def _recipes() -> dict:
@@ -94,7 +94,7 @@ def _recipes() -> dict:
                      curated_share=0.55,
                      curated_kinds={"reading": 0.35, "copying": 0.1, "arithmetic": 0.45,
                                     "counting": 0.1},
-                     sft_conversations=24000, sft_steps=1200, sft_max_rank=250),
+                     sft_conversations=24000, sft_steps=1200, sft_known_only=True),
     }
 
 
@@ -224,8 +224,8 @@ def stage_base_model(ch: Chain):
     tokens = cfg.max_steps * cfg.tokens_per_step()
     facts = fact_accuracy(ch.model, ch.tokenizer, ch.world,
                           [t for i, t in enumerate(ch.texts) if i % VAL_EVERY])
-    digits = digit_addition_accuracy(ch.model, ch.tokenizer)
-    sums = sum_accuracy(ch.model, ch.tokenizer)
+    digits = digit_addition_accuracy(ch.model, ch.tokenizer, style=ch.recipe.problem_style)
+    sums = sum_accuracy(ch.model, ch.tokenizer, style=ch.recipe.problem_style)
     shots = few_shot_accuracy(ch.model, ch.tokenizer, ch.world,
                               [t for i, t in enumerate(ch.texts) if i % VAL_EVERY])
     top, bottom = facts.deciles[0][3], facts.deciles[-1][3]
@@ -274,9 +274,13 @@ def stage_assistant(ch: Chain):
         ch.model = base_model()
         base_path = BASE_MODEL_PATH
     tok = chat.chat_tokenizer(ch.tokenizer)
+    train_texts = [t for i, t in enumerate(ch.texts) if i % VAL_EVERY]
+    known = None
+    if ch.recipe.sft_known_only:   # probe the base model: ask SFT questions only it can answer
+        asked = {(e.name, r) for e in ch.world.entities for r in e.facts} - chat.held_out(ch.world)
+        known = known_facts(ch.model, ch.tokenizer, ch.world, train_texts, only=asked)
     convs = chat.sft_conversations(ch.world, 600 if ch.quick else ch.recipe.sft_conversations,
-                                   ch.seed, skills=ch.recipe.sft_skills,
-                                   max_rank=ch.recipe.sft_max_rank)
+                                   ch.seed, skills=ch.recipe.sft_skills, known=known)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
     mc = ch.model.config
     shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
@@ -294,7 +298,6 @@ def stage_assistant(ch: Chain):
     cfg = load_config("sft", **overrides)
     res = train(cfg, tok, progress=ch.progress, log=lambda *a: None)
     sft = res.model
-    train_texts = [t for i, t in enumerate(ch.texts) if i % VAL_EVERY]
     popular = chat.popular_questions(ch.world, train_texts, top=100)
     rare = chat.rare_questions(ch.world, train_texts)
     before = chat.question_accuracy(ch.model, tok, popular, base=True)
@@ -306,7 +309,8 @@ def stage_assistant(ch: Chain):
     log = {"config": vars(cfg), "data": meta, "seconds": res.seconds,
            "tokens_per_s": res.tokens_per_s, "final_loss": last["loss"],
            "val_loss": last.get("val_loss"), "history": res.history, "samples": res.samples,
-           "popular_base": before, "popular_sft": after, "rare_sft": rare_after, "who": who}
+           "popular_base": before, "popular_sft": after, "rare_sft": rare_after, "who": who,
+           "known_facts": None if known is None else len(known)}
     targets, capability = capability_card(sft, ch.tokenizer, ch.world, train_texts,
                                           n=10 if ch.quick else 100, seed=ch.seed)
     ch.targets = targets
@@ -319,6 +323,8 @@ def stage_assistant(ch: Chain):
          f"{meta['train_conversations']:,} / {meta['val_conversations']:,}"),
         ("tokens, of which the assistant's (trained)",
          f"{meta['train_tokens']:,}, {meta['train_trained_tokens']:,}"),
+        *([("facts the SFT data asks about: the base model's right answers (a probe)",
+            f"{len(known):,} of {len(asked):,}")] if known is not None else []),
         ("steps x tokens per step", f"{cfg.max_steps:,} x {cfg.tokens_per_step():,}"),
         ("final loss on assistant tokens (train / validation)",
          f"{last['loss']:.3f} / {last.get('val_loss', float('nan')):.3f}"),
@@ -351,29 +357,33 @@ STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
               seed: int = 0, threads: int = 0, config: str | None = None,
               overrides: dict | None = None, progress: bool = True,
-              recipe: str = SHIPPED_RECIPE) -> Chain:
+              recipe: str = SHIPPED_RECIPE, resume: bool = False) -> Chain:
     """Run the stages from ``start`` on with ``recipe`` (``RECIPES``), writing everything under
-    ``out`` and the report card to ``out/report_card.md``."""
+    ``out`` and the report card to ``out/report_card.md``. ``resume``: start after the last stage
+    that a previous run into ``out`` finished (its report card says which), from its files."""
     names = [n for n, _ in STAGES]
     if start not in names:
         raise ValueError(f"unknown stage {start!r}; the stages are {names}")
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; the recipes are {sorted(RECIPES)}")
-    if recipe != SHIPPED_RECIPE and start not in names[:2]:
-        raise ValueError(f"recipe {recipe!r} remakes the crawl and the tokenizer: start from "
-                         f"{names[0]!r} (the shipped files were made with {SHIPPED_RECIPE!r})")
     ch = Chain(Path(out), quick, seed, threads, config, dict(overrides or {}), progress,
                recipe=RECIPES[recipe])
     ch.out.mkdir(parents=True, exist_ok=True)
-    shipped = ASSETS / "report_card.json"
-    if start != names[0] and not quick and shipped.exists():
-        # the stages not rerun keep the shipped card's numbers
-        numbers = json.loads(shipped.read_text())
-        for name in names[:names.index(start)]:
-            if name in numbers:
-                rows = [(k, v) for k, v in numbers[name].items() if k != "seconds"]
-                ch.card.append((name, rows + [("time", f"{numbers[name]['seconds']:.0f} s")]))
-                ch.numbers[name] = numbers[name]
+    if resume:
+        start = _resume(ch, names)
+        if start is None:
+            if progress:
+                print(f"every stage of {ch.out} is finished; nothing to resume", flush=True)
+            return ch
+    else:
+        if recipe != SHIPPED_RECIPE and start not in names[:2]:
+            raise ValueError(f"recipe {recipe!r} remakes the crawl and the tokenizer: start from "
+                             f"{names[0]!r} (the shipped files were made with "
+                             f"{SHIPPED_RECIPE!r})")
+        shipped = ASSETS / "report_card.json"
+        if start != names[0] and not quick and shipped.exists():
+            # the stages not rerun keep the shipped card's numbers
+            _card_from(ch, json.loads(shipped.read_text()), names[:names.index(start)])
     for name, fn in STAGES[names.index(start):]:
         if progress:
             print(f"== {name}", flush=True)
@@ -383,6 +393,63 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
         ch.report(name, ch.report_rows, time.perf_counter() - t0)
         write_report_card(ch)
     return ch
+
+
+def _card_from(ch: Chain, numbers: dict, stages: list) -> None:
+    """Put earlier stages' rows (from a report card's json) on ``ch``'s card."""
+    for name in stages:
+        if name in numbers:
+            rows = [(k, v) for k, v in numbers[name].items() if k != "seconds"]
+            ch.card.append((name, rows + [("time", f"{numbers[name]['seconds']:.0f} s")]))
+            ch.numbers[name] = numbers[name]
+
+
+def _resume(ch: Chain, names: list) -> str | None:
+    """Load what the finished stages of a run into ``ch.out`` made; the first stage to run
+    (None: all finished). The crawl lives only in memory, so a run stopped before its corpus
+    starts again from the world."""
+    card = ch.out / "report_card.json"
+    if not card.exists():
+        return names[0]
+    numbers = json.loads(card.read_text())
+    run = numbers.get("chain")
+    if run is None:
+        raise ValueError(f"{card} does not say which recipe made it (written before --resume "
+                         f"existed): run the chain again into a new --out")
+    mine = {"recipe": ch.recipe.name, "seed": ch.seed, "quick": ch.quick}
+    if {k: run.get(k) for k in mine} != mine:
+        raise ValueError(f"{ch.out} holds a run with {({k: run.get(k) for k in mine})}, not "
+                         f"{mine}: resume it with those settings or use another --out")
+    done = [n for n in names if n in run["finished"]]
+    done = done[:next((i for i, n in enumerate(names) if n not in done), len(names))]
+    if len(done) == len(names):
+        return None
+    if len(done) == 1:      # the crawl is gone; remake it with the world
+        done = []
+    _card_from(ch, numbers, done)
+    remake = (f"python -m course_lib.pipeline --recipe {ch.recipe.name} --out {ch.out}"
+              + (" --quick" if ch.quick else ""))
+    from course_lib.world import make_world
+
+    ch.world = make_world(ch.seed)
+
+    def load(name, fn):
+        path = ch.out / name
+        try:
+            return fn(path)
+        except Exception as e:  # noqa: BLE001 - any failure to read means the file is bad
+            why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            raise ValueError(f"--resume: {path} is missing or unreadable ({why}); delete "
+                             f"{card} and remake the run: {remake}") from e
+
+    if len(done) >= 2:
+        ch.texts = load("corpus.parquet", lambda f: corpus_texts(load_corpus(f)))
+    if len(done) >= 3:
+        ch.tokenizer = load("course_tokenizer.model", course_tokenizer)
+        load("data/meta.json", lambda f: json.loads(f.read_text()))
+    if len(done) >= 4:
+        ch.model = load("base_model.pt", base_model)
+    return names[len(done)]
 
 
 def write_report_card(ch: Chain) -> Path:
@@ -400,6 +467,8 @@ def write_report_card(ch: Chain) -> Path:
     path = ch.out / "report_card.md"
     path.write_text("\n".join(lines))
     numbers = dict(ch.numbers)
+    numbers["chain"] = {"recipe": ch.recipe.name, "seed": ch.seed, "quick": ch.quick,
+                        "finished": [stage for stage, _ in ch.card]}
     if ch.targets:
         numbers["targets"] = [list(r) for r in ch.targets]
     (ch.out / "report_card.json").write_text(json.dumps(numbers, indent=1, default=str))
@@ -433,6 +502,8 @@ def _main(argv=None):
                    help=f"how the models are made (default {SHIPPED_RECIPE}, the shipped one)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override training settings, e.g. --set max_steps=100")
+    p.add_argument("--resume", action="store_true",
+                   help="start after the last stage a previous run into --out finished")
     p.add_argument("--ship", action="store_true",
                    help="copy the tokenizer, model, log and report card into course_lib/assets")
     args = p.parse_args(argv)
@@ -441,7 +512,7 @@ def _main(argv=None):
         raise SystemExit(f"--ship with --recipe {args.recipe}: set SHIPPED_RECIPE to "
                          f"{args.recipe!r} first (and re-release what depends on the models)")
     ch = run_chain(args.out, args.start, args.quick, threads=args.threads, config=args.config,
-                   overrides=parse_overrides(args.set), recipe=args.recipe)
+                   overrides=parse_overrides(args.set), recipe=args.recipe, resume=args.resume)
     print((ch.out / "report_card.md").read_text())
     if args.ship:
         if args.quick:

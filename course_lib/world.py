@@ -27,6 +27,7 @@ same documents, byte for byte (no ``hash()``, no clock, no global random state).
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 # --------------------------------------------------------------------------------------------
@@ -1006,30 +1007,60 @@ _CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
 
 
 def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None,
-                       exclude: set | frozenset = frozenset(), skills: bool = False
-                       ) -> list[list[Message]]:
+                       exclude: set | frozenset = frozenset(), skills: bool = False,
+                       known: set | frozenset | None = None) -> list[list[Message]]:
     """``n`` conversations for supervised finetuning (ch. 6): questions about facts (of entities
     with rank up to ``max_rank`` when given, the ones the base model can know; never about the
     ``(subject, relation)`` pairs in ``exclude``, kept for measuring), arithmetic with worked
     steps, chit-chat, and the identity conversations, mixed in. With ``skills`` (issue 14):
     also reading conversations (a passage and a question, answered from it or "The passage does
-    not say."), compact worked problems, and one problem in ten asked for the answer alone."""
+    not say."), compact worked problems (about one in eight of addition or subtraction with a
+    4-digit number), and one problem in ten asked for the answer alone. ``known`` (with
+    ``skills``): the ``(subject, relation)`` pairs the base model already answers right (a probe,
+    ``evals.known_facts``); the fact questions are only those, each asked about as often
+    (finetuning on answers the model cannot know teaches it to make answers up), and none when
+    it knows none."""
     rng = random.Random(f"course-chat-{world.seed}-{seed}")
     pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
     pool = [e for e in pool if any((e.name, r) not in exclude for r in e.facts)]
     if not pool:
         raise ValueError("exclude leaves no fact to ask about")
     identity = identity_conversations()
+    if known is not None:
+        if not skills:
+            raise ValueError("known= chooses the fact questions of skills=True conversations")
+        entity = {e.name: e for e in world.entities}
+        asked_facts = sorted(p for p in known if p not in exclude and p[0] in entity)
+        rng.shuffle(asked_facts)
+        cycle = iter(())
+    # skills + known: reading .25, facts .15, problems .45 (v2's first tries: .15 / .40 / .30);
+    # a base model that knows no fact is asked none (their share goes to problems)
+    cuts = ((0.25, 0.4 if asked_facts else 0.25, 0.85, 0.93) if known is not None
+            else (0.15, 0.55, 0.85, 0.93))
     out = []
     for i in range(n):
         r = rng.random()
-        if skills and r < 0.15:   # reading: the answer is in the user's passage, or it does not say
+        if known is not None and cuts[0] <= r < cuts[1]:   # a fact the base model knows
+            convo = []
+            for _ in range(2 if rng.random() < 0.3 else 1):
+                try:
+                    name, rel = next(cycle)
+                except StopIteration:
+                    cycle = iter(asked_facts)
+                    name, rel = next(cycle)
+                f = entity[name].fact(rel)
+                q = question_for(f)
+                if convo:
+                    q = "And " + q[0].lower() + q[1:]
+                convo += [{"role": "user", "content": q},
+                          {"role": "assistant", "content": _variant(f, rng)}]
+        elif skills and r < cuts[0]:   # reading: the answer is in the user's passage, or not
             e = invented_entity(world, rng)   # the passage is the only source of its facts
             other = invented_entity(world, rng)
             (q, a, _), = reading_questions(e, other, rng, 1)
             convo = [{"role": "user", "content": reading_prompt(passage_for(e, rng), q)},
                      {"role": "assistant", "content": a}]
-        elif r < 0.55:
+        elif r < cuts[1]:
             e = rng.choice(pool)
             asked = [rel for rel in e.facts if (e.name, rel) not in exclude]
             f = e.fact(rng.choice(asked))
@@ -1040,15 +1071,21 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
                 convo += [{"role": "user", "content": "And " + question_for(g)[0].lower()
                            + question_for(g)[1:]},
                           {"role": "assistant", "content": _variant(g, rng)}]
-        elif r < 0.85:
-            p = make_problem(rng, world, style="compact" if skills else None)
+        elif r < cuts[2]:
+            if known is not None and rng.random() < 0.12:   # one column past the worksheets
+                p = make_problem(rng, world, rng.choice(["addition", "subtraction"]), 4,
+                                 style="compact")
+                while max(int(x) for x in re.findall(r"\d+", p.question)) < 1000:
+                    p = make_problem(rng, world, p.kind, 4, style="compact")
+            else:
+                p = make_problem(rng, world, style="compact" if skills else None)
             if skills and rng.random() < 0.1:   # answer-only: the answer comes straight away
                 convo = [{"role": "user", "content": f"{p.question} {NO_STEPS}"},
                          {"role": "assistant", "content": f"Answer: {p.answer}"}]
             else:
                 convo = [{"role": "user", "content": p.question},
                          {"role": "assistant", "content": p.solution()}]
-        elif r < 0.93:
+        elif r < cuts[3]:
             q, a = rng.choice(_CHITCHAT)
             convo = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
         else:

@@ -260,6 +260,33 @@ def test_quick_chain_of_recipe_v2(tmp_path):
         f"+ {P.CURATED_DOCS_QUICK}")
     assert "recipe v2" in (tmp_path / "report_card.md").read_text()
     assert numbers["targets"]
+    # the probe of the base model chose the SFT's fact questions (a toy model knows none)
+    log = json.loads((tmp_path / "sft_model.json").read_text())
+    assert numbers["assistant"]["facts the SFT data asks about: the base model's right answers "
+                                "(a probe)"] == f"{log['known_facts']:,} of 1,678"
+
+    # --resume: a finished run has nothing to do; one stopped before the assistant remakes only
+    # it, from the files of the stages it finished, keeping their card rows
+    names = [n for n, _ in P.STAGES]
+    assert numbers["chain"] == {"recipe": "v2", "seed": 0, "quick": True, "finished": names}
+    assert P.run_chain(tmp_path, quick=True, recipe="v2", resume=True, progress=False).model is None
+    numbers["chain"]["finished"] = names[:-1]
+    (tmp_path / "report_card.json").write_text(json.dumps(numbers))
+    base_rows = numbers["base model"]
+    again = P.run_chain(tmp_path, quick=True, threads=1, recipe="v2", resume=True, progress=False)
+    assert [stage for stage, _ in again.card] == names
+    assert json.loads((tmp_path / "report_card.json").read_text())["base model"] == base_rows
+    x = torch.randint(0, 500, (1, 8))
+    with torch.no_grad():
+        assert torch.equal(again.model.eval()(x)[0], ch.model.eval()(x)[0])
+    # wrong settings, and a broken input file, are named with the fix
+    with pytest.raises(ValueError, match="recipe"):
+        P.run_chain(tmp_path, quick=True, recipe="v1", resume=True, progress=False)
+    numbers["chain"]["finished"] = names[:-1]
+    (tmp_path / "report_card.json").write_text(json.dumps(numbers))
+    (tmp_path / "base_model.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="base_model.pt.*--recipe v2 --out"):
+        P.run_chain(tmp_path, quick=True, recipe="v2", resume=True, progress=False)
 
 
 # -- the copy curriculum ---------------------------------------------------------------------------
@@ -368,29 +395,59 @@ def test_greedy_answer_probability_is_the_product_along_greedy_decoding():
     assert got[0] != pytest.approx(E.greedy_answer_probability(model, prompts[:1], [1])[0])
 
 
-def test_v2_sft_asks_facts_only_of_popular_entities_and_never_the_held_out_ones(world):
-    """The SFT data teaches the format of answering, not facts the base model cannot know:
-    recipe v2's fact questions are about entities of rank up to ``sft_max_rank`` only, and
-    never about a held-out (subject, relation) pair (those measure what pretraining taught)."""
-    from course_lib import chat as C
-
-    recipe = P.RECIPES["v2"]
-    assert recipe.sft_max_rank < len(world.entities)
+def _asked_facts(world, conversations) -> list:
+    """The (entity, relation) of every fact question in ``conversations``, follow-ups too."""
     question = {}
     for e in world.entities:
         for f in e.all_facts():
             q = W.question_for(f)
-            question[q] = question[f"And {q[0].lower()}{q[1:]}"] = (e, f.relation)
+            question[q] = question[f"And {q[0].lower()}{q[1:]}"] = (e.name, f.relation)
+    return [question[m["content"]] for c in conversations
+            for m in c if m["role"] == "user" and m["content"] in question]
+
+
+def test_v2_sft_asks_only_facts_the_base_model_knows_each_about_as_often(world):
+    """Recipe v2's SFT teaches the format of answering, not facts the base model cannot know:
+    its fact questions are only the probe's right answers (``known``), never a held-out pair
+    (those measure what pretraining taught), and each known fact is asked about as often
+    (a cycle, not a draw that repeats a few and skips others)."""
+    from collections import Counter
+
+    from course_lib import chat as C
+
+    assert P.RECIPES["v2"].sft_known_only and not P.RECIPES["v1"].sft_known_only
     held = C.held_out(world)
-    asked = [question[m["content"]] for c in C.sft_conversations(
-                 world, 3000, 0, skills=True, max_rank=recipe.sft_max_rank)
-             for m in c if m["role"] == "user" and m["content"] in question]
-    assert len(asked) > 800
-    assert max(e.rank for e, _ in asked) <= recipe.sft_max_rank
-    assert not {(e.name, r) for e, r in asked} & held
-    everyone = [question[m["content"]] for c in C.sft_conversations(world, 3000, 0, skills=True)
-                for m in c if m["role"] == "user" and m["content"] in question]
-    assert max(e.rank for e, _ in everyone) > recipe.sft_max_rank   # the check can fail
+    pairs = sorted({(e.name, r) for e in world.entities for r in e.facts})
+    known = frozenset(pairs[::7])          # a probe's answer: about one pair in seven
+    asked = _asked_facts(world, C.sft_conversations(world, 3000, 0, skills=True, known=known))
+    assert len(asked) > 400
+    assert set(asked) == known - held      # every known, askable fact, and nothing else
+    counts = Counter(asked)
+    assert max(counts.values()) - min(counts.values()) <= 2
+    # the check can fail: without known, the questions cover unknown and popular-only facts
+    everyone = set(_asked_facts(world, C.sft_conversations(world, 3000, 0, skills=True)))
+    assert everyone - known and not everyone & held
+    with pytest.raises(ValueError, match="skills=True"):
+        C.sft_conversations(world, 10, 0, known=known)
+    # a base model that knows nothing outside the held-out half is asked no fact at all
+    assert not _asked_facts(world, C.sft_conversations(world, 500, 0, skills=True,
+                                                       known=frozenset(held)))
+
+
+def test_v2_sft_has_some_problems_one_column_past_the_worksheets(world):
+    """Chapter 8's RL needs problems the assistant solves sometimes: a few 4-digit additions and
+    subtractions (the worksheets stop at 3 digits), about one problem in eight."""
+    import re
+
+    from course_lib import chat as C
+
+    convs = C.sft_conversations(world, 3000, 0, skills=True, known=frozenset(
+        (e.name, r) for e in world.entities[:50] for r in e.facts))
+    problems = [c[-2]["content"] for c in convs if "How many" in c[-2]["content"]
+                and "letter" not in c[-2]["content"]]
+    long = [q for q in problems if max(len(x) for x in re.findall(r"\d+", q)) == 4]
+    assert 0.07 < len(long) / len(problems) < 0.15
+    assert not any(len(x) > 4 for q in problems for x in re.findall(r"\d+", q))
 
 
 def test_fact_confidence_asks_only_the_facts_given(world):
