@@ -266,9 +266,12 @@ def replies(model, tokenizer, conversations: list, max_new_tokens: int = 40) -> 
 
 def _fit(model, prompts: list, wanted: int) -> tuple[list, int]:
     """Prompts and a number of new tokens that fit the model's window: at most ``wanted`` new
-    tokens and at most half the window; a prompt longer than the rest keeps its last tokens."""
-    new = min(wanted, model.config.block_size // 2)
-    keep = model.config.block_size - new
+    tokens, and no fewer than what the longest prompt leaves (or half the window, if more); a
+    prompt longer than the rest keeps its last tokens."""
+    window = model.config.block_size
+    room = window - max((len(p) for p in prompts), default=0)
+    new = min(wanted, max(room, window // 2))
+    keep = window - new
     return [p[-keep:] for p in prompts], new
 
 

@@ -84,13 +84,15 @@ def _recipes() -> dict:
 
     return {
         "v1": Recipe("v1", "legacy", GPT4_SPLIT_PATTERN, 0, "course", False,
-                     "the shipped models of chapters 1-6: the crawl alone, GPT-4's digit groups, "
-                     "learned positions"),
+                     "the first models of chapters 1-6 (until issue 14): the crawl alone, "
+                     "GPT-4's digit groups, learned positions"),
         "v2": Recipe("v2", "compact", COURSE_SPLIT_PATTERN, 40000, "course_v2", True,
-                     "issue 14, in development: digits one by one, compact worked steps, "
+                     "the shipped models (issue 14): digits one by one, compact worked steps, "
                      "curated reading/copying/problem documents (55 % of the base model's "
-                     "windows, never repeated), rotary positions, a longer base run, SFT on "
-                     "4x the conversations with reading and answer-only problems",
+                     "windows, never repeated), rotary positions, a copy curriculum, a longer "
+                     "base run, SFT on 4x the conversations with reading, answer-only and "
+                     "4-digit problems, asking only the facts a probe finds the base model "
+                     "knows",
                      curated_share=0.55,
                      curated_kinds={"reading": 0.35, "copying": 0.1, "arithmetic": 0.45,
                                     "counting": 0.1},
@@ -99,7 +101,7 @@ def _recipes() -> dict:
 
 
 RECIPES = _recipes()
-SHIPPED_RECIPE = "v1"     # what course_lib/assets holds; `--ship` refuses another recipe
+SHIPPED_RECIPE = "v2"     # what course_lib/assets holds; `--ship` refuses another recipe
 CURATED_DOCS_QUICK = 300
 
 

@@ -730,10 +730,10 @@ def _legacy_problem(rng: random.Random, world: World | None = None, kind: str | 
                      f"got {kind!r}")
 
 
-# Which worked solutions ``make_problem`` writes when not told: "legacy" until the course chain is
-# remade on the compact ones (issue 14: the shipped corpus and models were made with the legacy
-# ones, and the crawl's documents depend on them).
-PROBLEM_STYLE = "legacy"
+# Which worked solutions ``make_problem`` writes when not told: the shipped recipe's (the crawl's
+# documents, and so the shipped corpus, depend on it). "legacy" are the long-winded ones the
+# first models (recipe v1) learned from and could not compute with (issue 14).
+PROBLEM_STYLE = "compact"
 PROBLEM_STYLES = ("compact", "legacy")
 
 
@@ -1014,7 +1014,7 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
     ``(subject, relation)`` pairs in ``exclude``, kept for measuring), arithmetic with worked
     steps, chit-chat, and the identity conversations, mixed in. With ``skills`` (issue 14):
     also reading conversations (a passage and a question, answered from it or "The passage does
-    not say."), compact worked problems (about one in eight of addition or subtraction with a
+    not say."), compact worked problems (about one in twelve of addition or subtraction with a
     4-digit number), and one problem in ten asked for the answer alone. ``known`` (with
     ``skills``): the ``(subject, relation)`` pairs the base model already answers right (a probe,
     ``evals.known_facts``); the fact questions are only those, each asked about as often
@@ -1072,7 +1072,7 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
                            + question_for(g)[1:]},
                           {"role": "assistant", "content": _variant(g, rng)}]
         elif r < cuts[2]:
-            if known is not None and rng.random() < 0.12:   # one column past the worksheets
+            if known is not None and rng.random() < 0.08:   # one column past the worksheets
                 p = make_problem(rng, world, rng.choice(["addition", "subtraction"]), 4,
                                  style="compact")
                 while max(int(x) for x in re.findall(r"\d+", p.question)) < 1000:

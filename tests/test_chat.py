@@ -229,3 +229,18 @@ def test_a_reply_is_cut_at_any_chat_token():
     assert C._cut(" 4<|im_end|><|im_start|>user") == "4"
     assert C._cut("Yes.<|im_start|>user<|im_sep|>and?") == "Yes."
     assert C._cut("a<|im_sep|>b") == "a" and C._cut("x<|endoftext|>y") == "x"
+
+
+def test_fit_leaves_room_for_a_long_worked_answer():
+    """A short prompt gets every new token asked for that fits the window (a 4-digit worked
+    solution runs to about 190 tokens: half of a 256-token window cut every one of them before
+    its answer); a long prompt keeps its last tokens and half the window for the reply."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(config=SimpleNamespace(block_size=256))
+    prompts, new = C._fit(model, [[1] * 40, [2] * 30], 200)
+    assert new == 200 and [len(p) for p in prompts] == [40, 30]
+    prompts, new = C._fit(model, [[1] * 40], 250)
+    assert new == 216 and len(prompts[0]) == 40           # all the window the prompt leaves
+    prompts, new = C._fit(model, [list(range(300)), [1] * 10], 200)
+    assert new == 128 and prompts[0] == list(range(300))[-128:] and prompts[1] == [1] * 10
