@@ -31,8 +31,9 @@ from pathlib import Path
 from course_lib import assets
 from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
 from course_lib.data import corpus_texts, entity_mentions, load_corpus, training_mentions  # noqa: F401
-from course_lib.evals import (FactResult, capability_card, digit_addition_accuracy,  # noqa: F401
-                              fact_accuracy, few_shot_accuracy, known_facts, sum_accuracy)
+from course_lib.evals import (FactResult, base_beliefs, capability_card,  # noqa: F401
+                              digit_addition_accuracy, fact_accuracy, few_shot_accuracy,
+                              known_facts, sum_accuracy)
 from course_lib.train import (export_model, load_config, load_model,  # noqa: F401
                               parse_overrides, prepare_course_data, train)
 
@@ -76,7 +77,11 @@ class Recipe:
     curated_kinds: dict | None = None   # world.curated_documents' kind weights (None: default)
     sft_conversations: int = 6000
     sft_steps: int | None = None        # None: configs/sft.toml's max_steps
-    sft_known_only: bool = False        # fact questions only about facts the base model knows
+    # which facts the SFT data asks, and its answers: "all" (every pair not held out, the true
+    # value), "known" (only the pairs the base model completes right: evals.known_facts) or
+    # "beliefs" (every pair the base model completes with some value of its relation, answered
+    # with that completion, right or wrong: evals.base_beliefs)
+    sft_facts: str = "all"
 
 
 def _recipes() -> dict:
@@ -91,12 +96,13 @@ def _recipes() -> dict:
                      "curated reading/copying/problem documents (55 % of the base model's "
                      "windows, never repeated), rotary positions, a copy curriculum, a longer "
                      "base run, SFT on 4x the conversations with reading, answer-only and "
-                     "4-digit problems, asking only the facts a probe finds the base model "
-                     "knows",
+                     "4-digit problems, every fact not held out asked about equally often "
+                     "(asking only those the base model knows, or answering with its own "
+                     "completions, cost knowledge: docs/capability.md)",
                      curated_share=0.55,
                      curated_kinds={"reading": 0.35, "copying": 0.1, "arithmetic": 0.45,
                                     "counting": 0.1},
-                     sft_conversations=24000, sft_steps=1200, sft_known_only=True),
+                     sft_conversations=24000, sft_steps=1200, sft_facts="all"),
     }
 
 
@@ -111,6 +117,29 @@ def curated_texts(world, n: int, seed: int = 0, kinds: dict | None = None) -> li
     from course_lib.world import curated_documents
 
     return [f"{d.title}\n\n{d.text}" for d in curated_documents(world, n, seed, kinds)]
+
+
+def sft_facts(recipe: Recipe, world, model=None, tokenizer=None, train_texts=None):
+    """The ``known=`` of ``chat.sft_conversations`` for ``recipe``: which facts its SFT data asks
+    (never the held-out half, ``chat.held_out``) and with which answers. ``"all"`` with skills:
+    every askable pair with its true value, each asked as often (without skills, None: v1's
+    draw); ``"known"``: the pairs the base ``model`` completes right (``evals.known_facts``);
+    ``"beliefs"``: its own completions (``evals.base_beliefs``). The probes need the base model,
+    its tokenizer and the training texts."""
+    from course_lib import chat
+
+    asked = {(e.name, r) for e in world.entities for r in e.facts} - chat.held_out(world)
+    if recipe.sft_facts == "all":
+        return ({(e.name, r): v for e in world.entities for r, v in e.facts.items()
+                 if (e.name, r) in asked} if recipe.sft_skills else None)
+    if model is None or tokenizer is None:
+        raise ValueError(f"recipe {recipe.name}'s sft_facts={recipe.sft_facts!r} probes the base "
+                         "model: pass model= and tokenizer=")
+    if recipe.sft_facts == "known":
+        return known_facts(model, tokenizer, world, train_texts, only=asked)
+    if recipe.sft_facts == "beliefs":
+        return base_beliefs(model, tokenizer, world, only=asked)
+    raise ValueError(f"unknown sft_facts {recipe.sft_facts!r}; use 'all', 'known' or 'beliefs'")
 
 
 def course_tokenizer(path: str | Path | None = None):
@@ -277,10 +306,10 @@ def stage_assistant(ch: Chain):
         base_path = BASE_MODEL_PATH
     tok = chat.chat_tokenizer(ch.tokenizer)
     train_texts = [t for i, t in enumerate(ch.texts) if i % VAL_EVERY]
-    known = None
-    if ch.recipe.sft_known_only:   # probe the base model: ask SFT questions only it can answer
-        asked = {(e.name, r) for e in ch.world.entities for r in e.facts} - chat.held_out(ch.world)
-        known = known_facts(ch.model, ch.tokenizer, ch.world, train_texts, only=asked)
+    asked = {(e.name, r) for e in ch.world.entities for r in e.facts} - chat.held_out(ch.world)
+    known = sft_facts(ch.recipe, ch.world, ch.model, ch.tokenizer, train_texts)
+    if ch.recipe.sft_facts == "beliefs":
+        n_right = sum(ch.world.by_name(name).facts[r] == v for (name, r), v in known.items())
     convs = chat.sft_conversations(ch.world, 600 if ch.quick else ch.recipe.sft_conversations,
                                    ch.seed, skills=ch.recipe.sft_skills, known=known)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
@@ -312,7 +341,10 @@ def stage_assistant(ch: Chain):
            "tokens_per_s": res.tokens_per_s, "final_loss": last["loss"],
            "val_loss": last.get("val_loss"), "history": res.history, "samples": res.samples,
            "popular_base": before, "popular_sft": after, "rare_sft": rare_after, "who": who,
-           "known_facts": None if known is None else len(known)}
+           "known_facts": None if known is None else len(known),
+           "sft_facts": ch.recipe.sft_facts}
+    if ch.recipe.sft_facts == "beliefs":
+        log["beliefs_right"] = n_right
     targets, capability = capability_card(sft, ch.tokenizer, ch.world, train_texts,
                                           n=10 if ch.quick else 100, seed=ch.seed)
     ch.targets = targets
@@ -326,7 +358,10 @@ def stage_assistant(ch: Chain):
         ("tokens, of which the assistant's (trained)",
          f"{meta['train_tokens']:,}, {meta['train_trained_tokens']:,}"),
         *([("facts the SFT data asks about: the base model's right answers (a probe)",
-            f"{len(known):,} of {len(asked):,}")] if known is not None else []),
+            f"{len(known):,} of {len(asked):,}")] if ch.recipe.sft_facts == "known" else []),
+        *([("facts the SFT data asks about, answered as the base model completes them: "
+            "right / wrong", f"{n_right:,} / {len(known) - n_right:,} of {len(asked):,}")]
+          if ch.recipe.sft_facts == "beliefs" else []),
         ("steps x tokens per step", f"{cfg.max_steps:,} x {cfg.tokens_per_step():,}"),
         ("final loss on assistant tokens (train / validation)",
          f"{last['loss']:.3f} / {last.get('val_loss', float('nan')):.3f}"),

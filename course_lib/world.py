@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary the world is built from
@@ -1006,20 +1006,28 @@ _CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
              ("Good morning.", "Good morning! What can I do for you?")]
 
 
+# the share of worked addition and subtraction problems with a 4-digit number in recipe v2's SFT
+# data (chapter 8's RL problems, one column past the worksheets): at 12 % and 8 % the assistant's
+# pass@8 was 1.87x and 1.93x its pass@1 (docs/capability.md, finding 13)
+FOUR_DIGIT_SHARE = 0.05
+
+
 def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None = None,
                        exclude: set | frozenset = frozenset(), skills: bool = False,
-                       known: set | frozenset | None = None) -> list[list[Message]]:
+                       known: set | frozenset | dict | None = None) -> list[list[Message]]:
     """``n`` conversations for supervised finetuning (ch. 6): questions about facts (of entities
     with rank up to ``max_rank`` when given, the ones the base model can know; never about the
     ``(subject, relation)`` pairs in ``exclude``, kept for measuring), arithmetic with worked
     steps, chit-chat, and the identity conversations, mixed in. With ``skills`` (issue 14):
     also reading conversations (a passage and a question, answered from it or "The passage does
-    not say."), compact worked problems (about one in twelve of addition or subtraction with a
-    4-digit number), and one problem in ten asked for the answer alone. ``known`` (with
+    not say."), compact worked problems (some of addition or subtraction with a 4-digit
+    number: ``FOUR_DIGIT_SHARE``), and one problem in ten asked for the answer alone. ``known`` (with
     ``skills``): the ``(subject, relation)`` pairs the base model already answers right (a probe,
     ``evals.known_facts``); the fact questions are only those, each asked about as often
     (finetuning on answers the model cannot know teaches it to make answers up), and none when
-    it knows none."""
+    it knows none. A dict ``{(subject, relation): value}`` (``evals.base_beliefs``: what the
+    base model says, right or wrong) asks each of its pairs, answered with its value: the
+    questions reach every entity and the answers teach no belief the base model lacks."""
     rng = random.Random(f"course-chat-{world.seed}-{seed}")
     pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
     pool = [e for e in pool if any((e.name, r) not in exclude for r in e.facts)]
@@ -1049,6 +1057,8 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
                     cycle = iter(asked_facts)
                     name, rel = next(cycle)
                 f = entity[name].fact(rel)
+                if isinstance(known, dict):     # the base model's own answer
+                    f = replace(f, value=known[(name, rel)])
                 q = question_for(f)
                 if convo:
                     q = "And " + q[0].lower() + q[1:]
@@ -1072,7 +1082,7 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
                            + question_for(g)[1:]},
                           {"role": "assistant", "content": _variant(g, rng)}]
         elif r < cuts[2]:
-            if known is not None and rng.random() < 0.08:   # one column past the worksheets
+            if known is not None and rng.random() < FOUR_DIGIT_SHARE:   # past the worksheets
                 p = make_problem(rng, world, rng.choice(["addition", "subtraction"]), 4,
                                  style="compact")
                 while max(int(x) for x in re.findall(r"\d+", p.question)) < 1000:

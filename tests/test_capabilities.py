@@ -214,10 +214,13 @@ def test_recipes_are_checked():
     assert set(P.RECIPES) >= {"v1", "v2"} and P.SHIPPED_RECIPE in P.RECIPES
     with pytest.raises(ValueError, match="unknown recipe"):
         P.run_chain("/tmp/unused", recipe="v9")
+    # a recipe other than the shipped one is refused before anything trains (naming the shipped
+    # one here would run its whole chain: this test once did, for 90 minutes of CI)
+    other = next(r for r in sorted(P.RECIPES) if r != P.SHIPPED_RECIPE)
     with pytest.raises(ValueError, match="start from"):
-        P.run_chain("/tmp/unused", start="tokenizer", recipe="v2")
+        P.run_chain("/tmp/unused", start="tokenizer", recipe=other)
     with pytest.raises(SystemExit, match="SHIPPED_RECIPE"):
-        P._main(["--recipe", "v2", "--ship", "--out", "/tmp/unused"])
+        P._main(["--recipe", other, "--ship", "--out", "/tmp/unused"])
 
 
 # -- evaluations ----------------------------------------------------------------------------------
@@ -435,7 +438,6 @@ def test_v2_sft_asks_only_facts_the_base_model_knows_each_about_as_often(world):
 
     from course_lib import chat as C
 
-    assert P.RECIPES["v2"].sft_known_only and not P.RECIPES["v1"].sft_known_only
     held = C.held_out(world)
     pairs = sorted({(e.name, r) for e in world.entities for r in e.facts})
     known = frozenset(pairs[::7])          # a probe's answer: about one pair in seven
@@ -454,9 +456,62 @@ def test_v2_sft_asks_only_facts_the_base_model_knows_each_about_as_often(world):
                                                        known=frozenset(held)))
 
 
+def test_sft_on_beliefs_asks_every_pair_given_answered_with_its_value(world):
+    """Recipe v2's SFT asks every fact the base model completes with some value of its relation,
+    and answers with that value, right or wrong (self-distillation: the questions reach every
+    entity, the answers add no belief the base model lacks)."""
+    import random
+
+    from course_lib import chat as C
+
+    assert P.RECIPES["v2"].sft_facts == "beliefs" and P.RECIPES["v1"].sft_facts == "all"
+    held = C.held_out(world)
+    rng = random.Random(0)
+    beliefs = {}
+    for e in world.entities[::3]:
+        for rel, value in e.facts.items():
+            other = rng.choice([x.facts[rel] for x in world.of_kind(e.kind)])
+            beliefs[(e.name, rel)] = value if rng.random() < 0.4 else other
+    wrong = {p for p, v in beliefs.items() if world.by_name(p[0]).facts[p[1]] != v} - held
+    assert len(wrong) > 100
+    convs = C.sft_conversations(world, 4000, 0, skills=True, known=beliefs)
+    asked = _asked_facts(world, convs)
+    assert set(asked) == set(beliefs) - held
+    for name, rel in sorted(wrong)[:60]:     # the base model's value is taught, not the truth
+        answers = [c[i + 1]["content"] for c in convs for i, m in enumerate(c[:-1])
+                   if m["role"] == "user" and _asked_facts(world, [[m]]) == [(name, rel)]]
+        assert answers and all(C.says(a, beliefs[(name, rel)]) for a in answers), answers
+
+
+def test_base_beliefs_are_values_of_their_relation_and_right_exactly_where_known(world):
+    """``evals.base_beliefs`` on the shipped base model: every belief is a value its relation
+    takes in the world, and the right ones are exactly ``known_facts``' pairs."""
+    from course_lib.data import corpus_texts
+
+    torch.set_num_threads(1)
+    base, tok = P.base_model(), P.course_tokenizer()
+    pairs = sorted((e.name, r) for e in world.entities for r in e.facts)[::25]
+    beliefs = E.base_beliefs(base, tok, world, only=set(pairs))
+    assert set(beliefs) <= set(pairs) and len(beliefs) > len(pairs) / 2
+    values = {}
+    for e in world.entities:
+        for rel, v in e.facts.items():
+            values.setdefault((e.kind, rel), set()).add(v)
+    right = set()
+    for (name, rel), v in beliefs.items():
+        e = world.by_name(name)
+        assert v in values[(e.kind, rel)], (name, rel, v)
+        if e.facts[rel] == v:
+            right.add((name, rel))
+    train = [t for i, t in enumerate(corpus_texts()) if i % P.VAL_EVERY]
+    assert right == set(E.known_facts(base, tok, world, train, only=set(pairs)))
+    assert 0 < len(right) < len(beliefs), "some right and some wrong, or this shows nothing"
+
+
 def test_v2_sft_has_some_problems_one_column_past_the_worksheets(world):
     """Chapter 8's RL needs problems the assistant solves sometimes: a few 4-digit additions and
-    subtractions (the worksheets stop at 3 digits), about one problem in twelve."""
+    subtractions (the worksheets stop at 3 digits), ``world.FOUR_DIGIT_SHARE`` of the
+    problems."""
     import re
 
     from course_lib import chat as C
@@ -466,7 +521,7 @@ def test_v2_sft_has_some_problems_one_column_past_the_worksheets(world):
     problems = [c[-2]["content"] for c in convs if "How many" in c[-2]["content"]
                 and "letter" not in c[-2]["content"]]
     long = [q for q in problems if max(len(x) for x in re.findall(r"\d+", q)) == 4]
-    assert 0.05 < len(long) / len(problems) < 0.11
+    assert abs(len(long) / len(problems) - W.FOUR_DIGIT_SHARE) < 0.02, len(long) / len(problems)
     assert not any(len(x) > 4 for q in problems for x in re.findall(r"\d+", q))
 
 

@@ -118,7 +118,7 @@ def test_finetuning_shards_mask_targets_and_start_windows_at_conversations(tmp_p
     convs = [convo((f"What is {i} + 1?", f"It is {i + 1}.")) for i in range(120)]
     meta = C.prepare_sft_data(tok, tmp_path, convs, val_every=10)
     assert meta["train_conversations"] == 108 and meta["val_conversations"] == 12
-    shards = T.TokenShards(tmp_path / "train.bin", 24, 16, 4096)
+    shards = T.TokenShards(tmp_path / "train.bin", 32, 16, 4096)
     x, y = shards.batch(torch.Generator().manual_seed(0))
     eot, end = tok.special_tokens[P.ENDOFTEXT], C.CHAT_TOKENS["<|im_end|>"]
     assert (x[:, 0] == eot).all(), "every window starts at a conversation"
@@ -207,11 +207,12 @@ def test_shipped_assistant_knows_who_it_is_and_stops_at_its_turns_end(assistant,
     assert ASSISTANT_NAME in answer, answer
     assert "<|im" not in answer and "user" not in answer.lower()
     log = json.loads(C.SFT_LOG_PATH.read_text())
-    # finetuning teaches the format, not facts: the held-out popular questions are answered
-    # about as well as by the base model through chapter 5's best prompt, far better than facts
-    # of entities no document names
+    # finetuning teaches the format, not facts: the held-out popular questions are answered no
+    # better than by the base model through chapter 5's best prompt (recipe v2's assistant is
+    # behind it: docs/capability.md, findings 13-14; chapter 6 shows it), and far better than
+    # facts of entities no document names
     sft, base, rare = (log[k]["accuracy"] for k in ("popular_sft", "popular_base", "rare_sft"))
-    assert sft > base - 0.1 and sft > 2 * rare, (sft, base, rare)
+    assert sft <= base + 0.05 and sft > 2 * rare and sft > 0.4, (sft, base, rare)
     assert ASSISTANT_NAME in log["who"]["assistant"]
 
 

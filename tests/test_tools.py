@@ -324,7 +324,7 @@ def _training_conversations(world):
 
 @pytest.fixture(scope="module")
 def trained(world, tok):
-    """A 2-layer GPT (d=64) trained for 150 full-batch steps on five tool conversations rendered
+    """A 2-layer GPT (d=64) trained for 250 full-batch steps on five tool conversations rendered
     by render_tool_conversation, its masked loss (a few seconds on one thread)."""
     convos = _training_conversations(world)
     eot = tok.special_tokens[ENDOFTEXT]
@@ -339,13 +339,13 @@ def trained(world, tok):
     model = GPT(GPTConfig(block_size=128, n_layer=2, n_head=2, n_embd=64))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     t = time.perf_counter()
-    for _ in range(150):
+    for _ in range(250):
         logits, _ = model(ids[:, :-1])
         loss = C.masked_cross_entropy(logits, ids[:, 1:], mask[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    print(f"\ntiny tool model: loss {loss.item():.4f} after 150 steps "
+    print(f"\ntiny tool model: loss {loss.item():.4f} after 250 steps "
           f"({time.perf_counter() - t:.1f} s)")
     model.eval()
     return model, convos
@@ -417,32 +417,64 @@ def test_the_loop_samples_with_a_seed(trained, tok):
 
 
 def _steered(model, token: int):
-    """A copy of ``model`` whose every next-token choice leans hard to ``token`` (its final
-    LayerNorm outputs that token's embedding): a real GPT that wants to write one token."""
+    """A copy of ``model`` whose every next-token choice leans hard to ``token`` (a forward hook
+    adds a large constant to that token's logit): a real GPT that wants to write one token.
+    (Leaning through the final LayerNorm's bias, as this once did, depends on which embedding
+    happens to be longest: with the one-digit tokenizer another token won.)"""
     steered = copy.deepcopy(model)
-    with torch.no_grad():
-        ln = steered.transformer.ln_f
-        ln.weight.zero_()
-        ln.bias.copy_(steered.transformer.wte.weight[token] * 50)
+
+    def lean(module, args, output):
+        logits, loss = output
+        logits = logits.clone()
+        logits[..., token] += 1e4
+        return logits, loss
+
+    steered.register_forward_hook(lean)
     return steered
 
 
-@pytest.mark.parametrize("token", [RESULT_START, RESULT_END, TOOL_END])
-def test_the_loop_keeps_replies_well_formed(trained, tok, token):
-    """Only the loop writes result tokens, and <|tool_end|> closes only an open call: a model
-    that wants to write them anyway writes something else."""
+def _well_formed(reply: str, calls: list) -> list:
+    """The reply's parts; every result in it is one the loop pasted, in order."""
+    parts = T.split_tool_message(reply, open_call=True)   # raises on a stray or nested token
+    assert [t for k, t in parts if k == "result"] == [r for _, r in calls], reply
+    assert reply.count(RESULT_START) == reply.count(RESULT_END) == len(calls), reply
+    return parts
+
+
+@pytest.mark.parametrize("token", [RESULT_START, RESULT_END])
+def test_only_the_loop_writes_result_tokens(trained, tok, token):
+    """A model that wants to write a result token never does: the loop forbids it, so the reply
+    is exactly the one the same model writes without the lean, pastes and all."""
     model, convos = trained
     steered = _steered(model, TOOL_TOKENS[token])
     plain = generate(steered, torch.tensor([[0, 1, 2]]), 3, temperature=0)
     assert plain[0, 3:].tolist() == [TOOL_TOKENS[token]] * 3, "the steering did not take"
     reply, calls = T.run_tool_loop(steered, tok, convos[0][:1], max_new_tokens=20)
-    assert token not in reply and calls == []
-    T.split_tool_message(reply, open_call=True)
+    assert (reply, calls) == T.run_tool_loop(model, tok, convos[0][:1], max_new_tokens=20)
+    assert calls, "the trained model calls its tool first (else this shows nothing)"
+    _well_formed(reply, calls)
+
+
+def test_tool_end_only_closes_an_open_call(trained, tok):
+    """A model that wants to write <|tool_end|> everywhere can only close a call with it: it
+    opens one (as trained), closes it at once, and the loop answers the empty call with an
+    error; outside a call the token is never written."""
+    model, convos = trained
+    steered = _steered(model, TOOL_TOKENS[TOOL_END])
+    reply, calls = T.run_tool_loop(steered, tok, convos[0][:1], max_new_tokens=20)
+    parts = _well_formed(reply, calls)
+    assert calls and calls[0][0] == "" and calls[0][1].startswith("error: malformed call"), reply
+    assert reply.count(TOOL_END) == reply.count(TOOL_START) == len(calls) > 0, reply
+    assert [k for k, _ in parts][:3] == ["call", "result", "text"], parts
 
 
 def test_a_call_cannot_open_inside_a_call(trained, tok):
+    """A model that wants to write <|tool_start|> everywhere opens a call, then, inside it, can
+    only write the call itself: calls never nest."""
     model, convos = trained
     steered = _steered(model, TOOL_TOKENS[TOOL_START])
     reply, calls = T.run_tool_loop(steered, tok, convos[0][:1], max_new_tokens=20)
-    assert reply.startswith(TOOL_START) and reply.count(TOOL_START) == 1 and calls == []
-    assert T.split_tool_message(reply, open_call=True)[-1][0] == "call"
+    assert reply.startswith(TOOL_START), reply
+    parts = _well_formed(reply, calls)
+    assert all(TOOL_START not in t for k, t in parts if k == "call"), parts
+    assert calls and calls[0][0] != "", "inside the call the model wrote a call, not another start"
