@@ -357,6 +357,9 @@ def stage_assistant(ch: Chain):
          f"{meta['train_conversations']:,} / {meta['val_conversations']:,}"),
         ("tokens, of which the assistant's (trained)",
          f"{meta['train_tokens']:,}, {meta['train_trained_tokens']:,}"),
+        *([("facts the SFT data asks about, each about as often, with the true answer",
+            f"{len(known):,} of {len(asked):,}")]
+          if ch.recipe.sft_facts == "all" and known is not None else []),
         *([("facts the SFT data asks about: the base model's right answers (a probe)",
             f"{len(known):,} of {len(asked):,}")] if ch.recipe.sft_facts == "known" else []),
         *([("facts the SFT data asks about, answered as the base model completes them: "

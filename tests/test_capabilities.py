@@ -283,10 +283,11 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     x = torch.randint(0, 500, (1, 8))
     with torch.no_grad():
         assert torch.equal(again(x)[0], ch.model.eval()(x)[0])
-    # the probe of the base model chose the SFT's fact questions (a toy model knows none)
+    # the SFT data asks every fact not held out (recipe v2's sft_facts="all")
     log = json.loads((tmp_path / "sft_model.json").read_text())
-    assert numbers["assistant"]["facts the SFT data asks about: the base model's right answers "
-                                "(a probe)"] == f"{log['known_facts']:,} of 1,678"
+    assert log["sft_facts"] == "all"
+    assert numbers["assistant"]["facts the SFT data asks about, each about as often, with the "
+                                "true answer"] == "1,678 of 1,678"
 
     # --resume: a finished run has nothing to do; one stopped before the assistant remakes only
     # it, from the files of the stages it finished, keeping their card rows
@@ -418,19 +419,26 @@ def test_greedy_answer_probability_is_the_product_along_greedy_decoding():
     assert got[0] != pytest.approx(E.greedy_answer_probability(model, prompts[:1], [1])[0])
 
 
-def _asked_facts(world, conversations) -> list:
-    """The (entity, relation) of every fact question in ``conversations``, follow-ups too."""
+def _question_map(world) -> dict:
+    """Every fact question (and its "And ..." follow-up form) -> its (entity, relation)."""
     question = {}
     for e in world.entities:
         for f in e.all_facts():
             q = W.question_for(f)
             question[q] = question[f"And {q[0].lower()}{q[1:]}"] = (e.name, f.relation)
+    return question
+
+
+def _asked_facts(world, conversations) -> list:
+    """The (entity, relation) of every fact question in ``conversations``, follow-ups too."""
+    question = _question_map(world)
     return [question[m["content"]] for c in conversations
             for m in c if m["role"] == "user" and m["content"] in question]
 
 
-def test_v2_sft_asks_only_facts_the_base_model_knows_each_about_as_often(world):
-    """Recipe v2's SFT teaches the format of answering, not facts the base model cannot know:
+def test_sft_on_known_facts_asks_only_them_each_about_as_often(world):
+    """``sft_facts="known"`` (recipe v2's first shipped assistant; it cost knowledge of names:
+    docs/capability.md) teaches the format of answering, not facts the base model cannot know:
     its fact questions are only the probe's right answers (``known``), never a held-out pair
     (those measure what pretraining taught), and each known fact is asked about as often
     (a cycle, not a draw that repeats a few and skips others)."""
@@ -457,14 +465,13 @@ def test_v2_sft_asks_only_facts_the_base_model_knows_each_about_as_often(world):
 
 
 def test_sft_on_beliefs_asks_every_pair_given_answered_with_its_value(world):
-    """Recipe v2's SFT asks every fact the base model completes with some value of its relation,
-    and answers with that value, right or wrong (self-distillation: the questions reach every
-    entity, the answers add no belief the base model lacks)."""
+    """``sft_facts="beliefs"`` (tried for recipe v2, not shipped: docs/capability.md) asks every
+    fact the base model completes with some value of its relation, and answers with that value,
+    right or wrong (self-distillation: the answers add no belief the base model lacks)."""
     import random
 
     from course_lib import chat as C
 
-    assert P.RECIPES["v2"].sft_facts == "beliefs" and P.RECIPES["v1"].sft_facts == "all"
     held = C.held_out(world)
     rng = random.Random(0)
     beliefs = {}
@@ -477,10 +484,35 @@ def test_sft_on_beliefs_asks_every_pair_given_answered_with_its_value(world):
     convs = C.sft_conversations(world, 4000, 0, skills=True, known=beliefs)
     asked = _asked_facts(world, convs)
     assert set(asked) == set(beliefs) - held
-    for name, rel in sorted(wrong)[:60]:     # the base model's value is taught, not the truth
-        answers = [c[i + 1]["content"] for c in convs for i, m in enumerate(c[:-1])
-                   if m["role"] == "user" and _asked_facts(world, [[m]]) == [(name, rel)]]
-        assert answers and all(C.says(a, beliefs[(name, rel)]) for a in answers), answers
+    answers, question = {}, _question_map(world)   # (subject, relation) -> its answers
+    for c in convs:
+        for m, a in zip(c, c[1:]):
+            if m["role"] == "user" and m["content"] in question:
+                answers.setdefault(question[m["content"]], []).append(a["content"])
+    for pair in sorted(wrong):               # the base model's value is taught, not the truth
+        assert all(C.says(a, beliefs[pair]) for a in answers[pair]), answers[pair]
+
+
+def test_the_shipped_recipe_asks_every_fact_not_held_out_with_its_true_answer(world):
+    from collections import Counter
+
+    from course_lib import chat as C
+
+    v2 = P.RECIPES["v2"]
+    assert v2.sft_facts == "all" and P.RECIPES["v1"].sft_facts == "all"
+    known = P.sft_facts(v2, world)
+    held = C.held_out(world)
+    assert set(known) == {(e.name, r) for e in world.entities for r in e.facts} - held
+    assert all(world.by_name(name).facts[r] == v for (name, r), v in known.items())
+    assert P.sft_facts(P.RECIPES["v1"], world) is None       # v1's draw, not a cycle
+    asked = Counter(_asked_facts(world, C.sft_conversations(world, 12000, 0, skills=True,
+                                                            known=known)))
+    assert set(asked) == set(known) and max(asked.values()) - min(asked.values()) <= 2
+    for how in ("known", "beliefs"):
+        with pytest.raises(ValueError, match="model="):
+            P.sft_facts(dataclasses.replace(v2, sft_facts=how), world)
+    with pytest.raises(ValueError, match="unknown sft_facts"):
+        P.sft_facts(dataclasses.replace(v2, sft_facts="some"), world, model=1, tokenizer=1)
 
 
 def test_base_beliefs_are_values_of_their_relation_and_right_exactly_where_known(world):

@@ -83,20 +83,16 @@ def test_unknown_stage_is_named():
         P.run_chain("/tmp/unused", start="tokeniser")
 
 
-# targets the shipped models miss, each with why (docs/capability.md, finding 13) and the floor
-# below which the test fails anyway: a later change must not lose what they reach
-KNOWN_MISSES = {
-    "facts never asked in SFT": ("the base model itself completes 71 % of its head decile's "
-                                 "held-out facts; the assistant matches it", 0.65),
-    "chapter 8's problems": ("pass@1 29 % in the window, pass@8 56 %: 1.93x, not 2x", 1.6),
-}
+# targets the shipped models miss, {measure prefix: why (docs/capability.md)}. None since
+# finding 14 (recipe v2's SFT asks every fact not held out); a retrain that misses one must say
+# so here, and add a floor below which this test fails anyway.
+KNOWN_MISSES: dict = {}
 
 
 @pytest.mark.slow
 def test_shipped_assistant_meets_the_targets():
     """A held-out sample of every issue 14 target on the shipped assistant: a later change that
-    loses a capability (reading, worked arithmetic, knowing the head, room for RL) fails here.
-    A target in ``KNOWN_MISSES`` must still reach its floor."""
+    loses a capability (reading, worked arithmetic, knowing the head, room for RL) fails here."""
     from course_lib import evals as E
     from course_lib import world as W
 
@@ -107,7 +103,5 @@ def test_shipped_assistant_meets_the_targets():
     missed = [r for r in rows if r[3] != "yes"
               and not any(r[0].startswith(known) for known in KNOWN_MISSES)]
     assert not missed, missed
-    assert nums["facts"]["deciles"][1] >= KNOWN_MISSES["facts never asked in SFT"][1], nums["facts"]
     rl = nums["rl_room"]
-    assert 0.1 <= rl["accuracy"] <= 0.5, rl
-    assert rl["pass@8"] >= KNOWN_MISSES["chapter 8's problems"][1] * rl["accuracy"], rl
+    assert 0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"], rl
