@@ -477,9 +477,10 @@ def base_beliefs(model, tokenizer, world=None, only: frozenset | set | None = No
     """What a base model believes of each fact: its greedy completion of the fact's sentence,
     when that completion is one of the values the relation takes in the world (right or wrong).
     Returns ``{(subject, relation): value}``; a pair whose completion is no such value is left
-    out. Right answers are exactly ``known_facts``' pairs. Recipe v2's SFT writes these as the
-    answers (self-distillation): the questions reach every entity, the answers add no belief
-    the base model lacks. ``only``: the pairs to ask."""
+    out. Right answers are exactly ``known_facts``' pairs. ``Recipe(sft_facts="beliefs")``
+    writes these as the SFT answers (self-distillation: the answers add no belief the base model
+    lacks; tried for recipe v2, it cost knowledge: docs/capability.md). ``only``: the pairs to
+    ask."""
     from course_lib import world as W
     from course_lib.generate import generate_batch
 

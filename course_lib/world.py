@@ -1008,7 +1008,7 @@ _CHITCHAT = [("Hello!", "Hello! How can I help you today?"),
 
 # the share of worked addition and subtraction problems with a 4-digit number in recipe v2's SFT
 # data (chapter 8's RL problems, one column past the worksheets): at 12 % and 8 % the assistant's
-# pass@8 was 1.87x and 1.93x its pass@1 (docs/capability.md, finding 13)
+# pass@8 was 1.87x and 1.93x its pass@1, at 5 % 2.4x (docs/capability.md, findings 13-14)
 FOUR_DIGIT_SHARE = 0.05
 
 
@@ -1025,9 +1025,9 @@ def chat_conversations(world: World, n: int, seed: int = 0, max_rank: int | None
     ``skills``): the ``(subject, relation)`` pairs the base model already answers right (a probe,
     ``evals.known_facts``); the fact questions are only those, each asked about as often
     (finetuning on answers the model cannot know teaches it to make answers up), and none when
-    it knows none. A dict ``{(subject, relation): value}`` (``evals.base_beliefs``: what the
-    base model says, right or wrong) asks each of its pairs, answered with its value: the
-    questions reach every entity and the answers teach no belief the base model lacks."""
+    it knows none. A dict ``{(subject, relation): value}`` asks each of its pairs, as evenly,
+    answered with its value: the true ones (recipe v2, every pair not held out) or the base
+    model's own completions (``evals.base_beliefs``)."""
     rng = random.Random(f"course-chat-{world.seed}-{seed}")
     pool = [e for e in world.entities if max_rank is None or e.rank <= max_rank]
     pool = [e for e in pool if any((e.name, r) not in exclude for r in e.facts)]
