@@ -527,3 +527,147 @@ def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
         reply += pasted
         feed = [nxt, *pasted]
     return tok.decode(reply).strip(), calls
+
+
+# --------------------------------------------------------------------------------------------
+# The loop on token ids (the assignment's): parse a call, run it, paste, go on
+# --------------------------------------------------------------------------------------------
+
+
+def parse_tool_call(ids: list[int], tokenizer) -> tuple[str, str] | None:
+    """The call the model just closed: ``(tool, argument)`` of the ids between the last
+    ``<|tool_start|>`` and the ``<|tool_end|>`` after it, decoded together (a call is many
+    tokens: ``"search: Tova Lind"`` may be ``"search", ":", " T", "ova", ...``) and cut at the
+    first ``:``, both sides stripped. ``None`` when there is no ``<|tool_start|>`` or the last
+    one is not closed yet. Raises ``ValueError`` for a closed call with no ``:``, no tool name
+    or no argument. Whether the tool exists is for the caller (``run_tool``) to say."""
+    ids = list(ids)
+    start, end = TOOL_TOKENS[TOOL_START], TOOL_TOKENS[TOOL_END]
+    if start not in ids:
+        return None
+    s = len(ids) - 1 - ids[::-1].index(start)
+    if end not in ids[s + 1:]:
+        return None
+    e = ids.index(end, s + 1)
+    body = tool_tokenizer(tokenizer).decode(ids[s + 1:e])
+    name, colon, argument = body.partition(":")
+    if not colon or not name.strip() or not argument.strip():
+        raise ValueError(f"malformed call {body!r}: write 'tool: argument', "
+                         "e.g. 'search: Tova Lind'")
+    return name.strip(), argument.strip()
+
+
+def call_tool(name: str, argument: str, tools: dict) -> str:
+    """Run ``tools[name](argument)``; an unknown tool or any exception the tool raises comes
+    back as ``"error: ..."`` text for the model to read, never as an exception."""
+    if name not in tools:
+        return f"error: unknown tool {name!r}; the tools are {', '.join(sorted(tools))}"
+    try:
+        return str(tools[name](argument))
+    except Exception as e:   # a tool is someone else's code: whatever it raises, the loop goes on
+        return f"error: {type(e).__name__}: {e}"
+
+
+@torch.no_grad()
+def generate_with_tools(model, tokenizer, prompt: list[int], tools: dict | None = None,
+                        max_calls: int = 3, max_new_tokens: int = 64
+                        ) -> tuple[list[int], list[int]]:
+    """The tool loop in its plainest form, on token ids (greedy, the whole window each step):
+    the model writes tokens after ``prompt``; at each ``<|tool_end|>`` the call is parsed
+    (``parse_tool_call``) and run (``call_tool``: an unknown tool or a raising tool answers
+    ``"error: ..."``, a malformed call answers ``"error: malformed ..."``, a call past
+    ``max_calls`` answers ``"error: ..."`` without running), and ``<|result_start|>``, the
+    result's ids and ``<|result_end|>`` are pasted. It stops after ``<|im_end|>`` (kept) or
+    ``max_new_tokens`` tokens of the model's own (pasted ones do not count: a model that never
+    closes its call stops there). Returns the reply's ids and its loss mask: 1 on what the model
+    wrote, 0 on what the loop pasted. ``run_tool_loop`` is the same loop with the KV cache,
+    sampling and a well-formed reply guaranteed."""
+    tools = TOOLS if tools is None else tools
+    tok = tool_tokenizer(tokenizer)
+    device = _model_device(model)
+    block = model.config.block_size
+    model.eval()
+    ids, mask, written, calls = [], [], 0, 0
+    while written < max_new_tokens:
+        window = (list(prompt) + ids)[-block:]
+        logits, _ = model(torch.tensor([window], device=device))
+        nxt = int(logits[0, -1].argmax())
+        ids.append(nxt)
+        mask.append(1)
+        written += 1
+        if nxt == CHAT_TOKENS[IM_END]:
+            break
+        if nxt != TOOL_TOKENS[TOOL_END]:
+            continue
+        try:
+            call = parse_tool_call(ids, tok)
+        except ValueError as e:
+            result = f"error: {e}"
+        else:
+            if call is None:
+                result = "error: <|tool_end|> with no <|tool_start|> before it"
+            elif calls >= max_calls:
+                result = f"error: no more tool calls in this reply (at most {max_calls})"
+            else:
+                result = call_tool(*call, tools)
+        calls += 1
+        pasted = [TOOL_TOKENS[RESULT_START], *tok.encode_ordinary(result),
+                  TOOL_TOKENS[RESULT_END]]
+        ids += pasted
+        mask += [0] * len(pasted)
+    return ids, mask
+
+
+# --------------------------------------------------------------------------------------------
+# The tool model's data
+# --------------------------------------------------------------------------------------------
+
+_NUMBERS = re.compile(r"\d+")
+_OPERATOR = {"addition": "+", "subtraction": "-", "multiplication": "*"}
+
+
+def search_reply(fact, answer: str, index: SearchIndex | None = None) -> str:
+    """An assistant message that looks ``fact``'s subject up and then answers: the call
+    ``search: <subject>``, the result the index gives for it (what the loop will paste), then
+    ``answer``."""
+    index = index or _world_index()
+    return (format_call("search", fact.subject) + format_result(index.tool(fact.subject))
+            + answer)
+
+
+def calculator_reply(problem) -> str:
+    """An assistant message that hands ``problem``'s arithmetic (addition, subtraction or
+    multiplication of the two numbers in its question) to the calculator, then answers."""
+    if problem.kind not in _OPERATOR:
+        raise ValueError(f"the calculator data covers {sorted(_OPERATOR)}, not {problem.kind!r}")
+    a, b = (int(x) for x in _NUMBERS.findall(problem.question)[:2])
+    expression = f"{a} {_OPERATOR[problem.kind]} {b}"
+    return (format_call("calculator", expression) + format_result(calculator(expression))
+            + f"Answer: {problem.answer}")
+
+
+def named_identity_conversation(name: str, rng: random.Random) -> list[dict]:
+    """A system message giving the assistant ``name``, and a question about who it is answered
+    with that name: data that makes the model read its system message instead of reciting the
+    one name its SFT data always used."""
+    from course_lib.world import ASSISTANT_MAKER
+
+    q, a = rng.choice([("Who are you?", f"I am {name}, a small language model made by "
+                                         f"{ASSISTANT_MAKER}."),
+                       ("What is your name?", f"My name is {name}."),
+                       ("Hi! Tell me about yourself.", f"I am {name}, a small language model. "
+                                                       "I answer questions about my world.")])
+    return [{"role": "system", "content": f"You are {name}, a helpful assistant."},
+            {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+
+
+def assistant_names(n: int, seed: int = 0) -> list[str]:
+    """``n`` invented assistant names (two syllables, capitalised), distinct."""
+    from course_lib.world import _word
+
+    rng, out = random.Random(f"course-names-{seed}"), []
+    while len(out) < n:
+        name = _word(rng, 2).title()
+        if name not in out and len(name) >= 4:
+            out.append(name)
+    return out
