@@ -79,6 +79,11 @@ FILES = {
     "base_model.json": "python -m course_lib.pipeline --from tokenizer --ship",
     "sft_model.pt": "python -m course_lib.pipeline --from assistant --ship",
     "sft_model.json": "python -m course_lib.pipeline --from assistant --ship",
+    "probe.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
+    "idk_model.pt": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
+    "idk_model.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
+    "tool_model.pt": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
+    "tool_model.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
     "report_card.md": REMAKE_CHAIN,
     "report_card.json": REMAKE_CHAIN,
 }
@@ -153,6 +158,8 @@ class ShippedModel:
 MODELS = {
     "base": ShippedModel("base_model.pt", "base_model.json", chapter=4, chat=False),
     "sft": ShippedModel("sft_model.pt", "sft_model.json", chapter=6, chat=True),
+    "idk": ShippedModel("idk_model.pt", "idk_model.json", chapter=7, chat=True),
+    "tools": ShippedModel("tool_model.pt", "tool_model.json", chapter=7, chat=True, tools=True),
 }
 
 

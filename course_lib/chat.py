@@ -189,13 +189,17 @@ def sft_conversations(world=None, n: int = 6000, seed: int = 0, skills: bool = F
 
 
 def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
-                     val_every: int = VAL_EVERY, vocab_size: int = VOCAB_SIZE) -> dict:
+                     val_every: int = VAL_EVERY, vocab_size: int = VOCAB_SIZE,
+                     render=None) -> dict:
     """Write ``train.bin`` and ``val.bin`` (every ``val_every``-th conversation) for
     ``course_lib.train``: each conversation rendered after an ``<|endoftext|>``, with
-    ``.mask`` (the loss mask) and ``.starts`` (where each conversation begins) beside it."""
+    ``.mask`` (the loss mask) and ``.starts`` (where each conversation begins) beside it.
+    ``render``: how a conversation becomes ids and mask (default ``render_conversation``;
+    chapter 7 passes ``tools.render_tool_conversation``, which masks tool results out)."""
 
     out_dir = Path(out_dir)
     tok = chat_tokenizer(tokenizer)
+    render = render or render_conversation
     eot = tok.special_tokens[ENDOFTEXT]
     meta = {}
     for split in ("train", "val"):
@@ -203,7 +207,7 @@ def prepare_sft_data(tokenizer, out_dir: str | Path, conversations: list,
         for i, c in enumerate(conversations):
             if (i % val_every == 0) != (split == "val"):
                 continue
-            cids, cmask = render_conversation(c, tok)
+            cids, cmask = render(c, tok)
             starts.append(len(ids))
             ids += [eot] + cids
             mask += [0] + cmask

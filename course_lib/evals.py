@@ -591,3 +591,140 @@ def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
         f"{rl['accuracy']:.0%} / {rl['pass@8']:.0%}", "10-50% / >= 2x pass@1",
         0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"])
     return rows, nums
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 7: hallucination, refusals and tools
+# --------------------------------------------------------------------------------------------
+
+REFUSAL_BIASES = (-6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
+
+
+def probe_summary(results, world, texts: list[str] | None = None) -> dict:
+    """What chapter 7's probe (``hallucination.probe``) found: greedy accuracy and the share of
+    facts never right / always right, by decile of entities by mentions (1: most named)."""
+    world, mentions = training_mentions(world, texts)
+    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
+    decile = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+    by = {}
+    for r in results:
+        by.setdefault(decile[r.subject], []).append(r)
+    row = lambda rs: {"n": len(rs), "greedy": _mean(r.greedy_right for r in rs),
+                      "sampled": _mean(x for r in rs for x in r.right),
+                      "never": _mean(not r.greedy_right and not any(r.right) for r in rs),
+                      "always": _mean(r.greedy_right and all(r.right) for r in rs)}
+    return {"all": row(results), "deciles": {d: row(rs) for d, rs in sorted(by.items())}}
+
+
+@torch.no_grad()
+def refusal_eval(model, tokenizer, results, threshold: float, world, n_invented: int = 100,
+                 seed: int = 0, biases=REFUSAL_BIASES) -> dict:
+    """The "I don't know" model ``model`` on the probe ``results`` of facts kept out of its data
+    (``hallucination.kept_out``): on the facts the assistant knew (``knows``), accuracy before
+    (its greedy answer) and after, and false refusals; on the facts it was ``never_right``
+    about, the hallucination rate before and after; questions about invented entities
+    refused; and the trade-off curve over a bias on the refusal's first token."""
+    from course_lib import chat as C
+    from course_lib import hallucination as H
+
+    known = [r for r in results if H.knows(r, threshold)]
+    unknown = [r for r in results if H.never_right(r)]
+    rs = known + unknown
+    qs = [r.question for r in rs]
+    after = C.replies(model, tokenizer, [[{"role": "user", "content": q}] for q in qs], 24)
+    refused = [H.refuses(a) for a in after]
+    k, u = range(len(known)), range(len(known), len(rs))
+    invented = H.invented_questions(world, n_invented, seed + 7)
+    inv = C.replies(model, tokenizer, [[{"role": "user", "content": q}] for q in invented], 24)
+    margins, _ = H.refusal_margins(model, tokenizer, qs)
+    forced = H.answers_without_refusal(model, tokenizer, qs)
+    truths = [r.truth for r in rs]
+    curve = H.refusal_curve(margins, forced, truths, [True] * len(known) + [False] * len(unknown),
+                            list(biases))
+    examples = [(r.question, r.truth, r.greedy, a) for r, a in zip(rs, after)]
+    return {
+        "known": len(known), "unknown": len(unknown),
+        "known_accuracy_before": _mean(r.greedy_right for r in known),
+        "known_accuracy_after": _mean(C.says(after[i], truths[i]) and not refused[i] for i in k),
+        "false_refusal": _mean(refused[i] for i in k),
+        "hallucination_before": H.hallucination_rate([r.greedy for r in unknown],
+                                                     [r.truth for r in unknown],
+                                                     [H.refuses(r.greedy) for r in unknown]),
+        "hallucination_after": H.hallucination_rate([after[i] for i in u], [truths[i] for i in u],
+                                                    [refused[i] for i in u]),
+        "invented_refused": _mean(H.refuses(a) for a in inv),
+        "invented_examples": list(zip(invented[:5], inv[:5])),
+        "curve": curve, "examples": examples[:3] + examples[len(known):len(known) + 3]}
+
+
+@torch.no_grad()
+def tool_eval(model, tokenizer, results, threshold: float, world, texts: list[str] | None = None,
+              n: int = 300, n_problems: int = 40, names: list[str] | None = None,
+              seed: int = 0, without=None) -> dict:
+    """The tool model ``model`` on the probe ``results`` of facts kept out of its data: with the
+    tool loop (``tools.run_tool_loop``), how often it searches facts the assistant did not know
+    and answers directly those it knew, the query it writes, and its accuracy against the
+    assistant's (from memory), overall and on entities no training document names; word
+    problems of 3-5 digits with the calculator; and system messages naming it (``names``, never
+    in its data) read or not. ``without``: the assistant, measured on the same problems with
+    worked steps and on the same system messages."""
+    from course_lib import chat as C
+    from course_lib import hallucination as H
+    from course_lib import tools as T
+
+    world, mentions = training_mentions(world, texts)
+    rng = random.Random(f"course-tool-eval-{seed}")
+    picked = sorted(results, key=lambda r: (mentions[r.subject] > 0, rng.random()))
+    unseen = [r for r in picked if mentions[r.subject] == 0][:n // 3]
+    rest = [r for r in picked if mentions[r.subject] > 0]
+    rows = []
+    for r in unseen + rest[:n - len(unseen)]:
+        reply, calls = T.run_tool_loop(model, tokenizer, [{"role": "user", "content": r.question}],
+                                       max_new_tokens=60)
+        shown = T.visible_text(reply)
+        rows.append({"known": H.knows(r, threshold), "unseen": mentions[r.subject] == 0,
+                     "searched": any(c.startswith("search") for c, _ in calls),
+                     "exact_query": bool(calls) and calls[0][0].strip() == f"search: {r.subject}",
+                     "right": C.says(shown, r.truth) and not H.refuses(shown),
+                     "before": r.greedy_right, "question": r.question, "reply": reply})
+    known = [x for x in rows if x["known"]]
+    other = [x for x in rows if not x["known"]]
+    unseen_rows = [x for x in rows if x["unseen"]]
+    searched = [x for x in rows if x["searched"]]
+    out = {"n": len(rows),
+           "known_direct": _mean(not x["searched"] for x in known),
+           "unknown_searched": _mean(x["searched"] for x in other),
+           "exact_query": _mean(x["exact_query"] for x in searched),
+           "accuracy_before": _mean(x["before"] for x in rows),
+           "accuracy_tools": _mean(x["right"] for x in rows),
+           "known_accuracy_before": _mean(x["before"] for x in known),
+           "known_accuracy_tools": _mean(x["right"] for x in known),
+           "unknown_accuracy_before": _mean(x["before"] for x in other),
+           "unknown_accuracy_tools": _mean(x["right"] for x in other),
+           "unseen_before": _mean(x["before"] for x in unseen_rows),
+           "unseen_tools": _mean(x["right"] for x in unseen_rows),
+           "n_known": len(known), "n_unknown": len(other), "n_unseen": len(unseen_rows),
+           "examples": [x["reply"] for x in rows[:2]] + [x["reply"] for x in known[:1]]}
+    sums, steps = {}, {}
+    for digits in (3, 4, 5):
+        ps = [p for pair in zip(*(problem_set(k, digits, (n_problems + 1) // 2, seed, world)
+                                  for k in ("addition", "subtraction"))) for p in pair]
+        ok = 0
+        for p in ps:
+            reply, _ = T.run_tool_loop(model, tokenizer, [{"role": "user", "content": p.question}],
+                                       max_new_tokens=40)
+            ok += parse_answer(T.visible_text(reply)) == p.answer
+        sums[digits] = ok / len(ps)
+        if without is not None:
+            steps[digits] = problem_accuracy(without, tokenizer, ps, chat=True)["accuracy"]
+    out["calculator"], out["worked_steps"] = sums, steps
+    names = names or T.assistant_names(300, seed)[250:]
+    convs = [[{"role": "system", "content": f"You are {nm}, a helpful assistant."},
+              {"role": "user", "content": "Who are you?"}] for nm in names]
+    said = C.replies(model, tokenizer, convs, 30)
+    out["names_read"] = _mean(nm in s for nm, s in zip(names, said))
+    out["name_example"] = said[0]
+    if without is not None:
+        out["names_read_before"] = _mean(nm in s for nm, s in
+                                         zip(names, C.replies(without, tokenizer, convs, 30)))
+    return out

@@ -23,6 +23,7 @@ separates its right answers from its wrong ones); the refusal data wires that se
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
@@ -70,12 +71,12 @@ def _prompts(tok, questions: list[str]) -> list[list[int]]:
 
 
 def _replies(model, tok, prompts, max_new_tokens: int, temperature: float, seed: int,
-             batch_size: int) -> list[str]:
+             batch_size: int, cut: bool = True) -> list[str]:
     out = []
     for i in range(0, len(prompts), batch_size):
         out += generate_batch(model, tok, prompts[i:i + batch_size], max_new_tokens,
                               temperature=temperature, seed=seed + i)
-    return [_cut(o) for o in out]
+    return [_cut(o) for o in out] if cut else out
 
 
 @torch.no_grad()
@@ -188,7 +189,7 @@ def answers_without_refusal(model, tokenizer, questions: list[str], max_new_toke
     tok = chat_tokenizer(tokenizer)
     _, first = refusal_margins(model, tok, questions, batch_size)
     prompts = [p + [f] for p, f in zip(_prompts(tok, questions), first)]
-    rest = _replies(model, tok, prompts, max_new_tokens - 1, 0.0, 0, batch_size)
+    rest = _replies(model, tok, prompts, max_new_tokens - 1, 0.0, 0, batch_size, cut=False)
     return [_cut(tok.decode([f]) + r) for f, r in zip(first, rest)]
 
 
@@ -215,3 +216,52 @@ def refusal_curve(margins: list[float], answers: list[str], truths: list[str],
                                / len(kn) if kn else float("nan")),
             "refused": sum(refused) / len(refused) if refused else float("nan")})
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# The refusal finetune's data
+# --------------------------------------------------------------------------------------------
+
+
+def kept_out(world) -> frozenset:
+    """The names of a fifth of the world's entities, fixed by a hash: never in chapter 7's
+    finetuning data (refusals, searches), so that what the finetuned models do on them measures
+    what they learned to decide, not what they were told about those facts."""
+    return frozenset(e.name for e in world.entities
+                     if hashlib.sha256(f"course-kept-out/{e.name}".encode()).digest()[0] % 5 == 0)
+
+
+def knows(result: ProbeResult, threshold: float) -> bool:
+    """The model knows the fact: right greedily, and in at least ``threshold`` of its samples."""
+    return result.greedy_right and sum(result.right) >= threshold * len(result.right)
+
+
+def never_right(result: ProbeResult) -> bool:
+    """The model gets the fact consistently wrong: greedily and in every sample."""
+    return not result.greedy_right and not any(result.right)
+
+
+def refusal_conversations(results: list[ProbeResult], threshold: float, world,
+                          refusals_per_answer: float = 1.0, invented_share: float = 0.1,
+                          replay_share: float = 1.0, seed: int = 0) -> list[list[dict]]:
+    """Chapter 7's "I don't know" data, balanced: the facts the model ``knows`` answered as
+    before, at most ``refusals_per_answer`` times as many facts it is ``never_right`` about
+    refused (``build_refusal_data``; the facts in between are left out: taught neither way),
+    questions about invented entities refused (``invented_share`` of the facts), and chapter
+    6's conversations replayed (``replay_share`` of the facts; their fact questions only about
+    what the model knows, so that no replayed answer contradicts a refusal), shuffled."""
+    from course_lib.chat import sft_conversations
+
+    rng = random.Random(f"course-refusals-{seed}")
+    known = [r for r in results if knows(r, threshold)]
+    unknown = [r for r in results if never_right(r)]
+    rng.shuffle(unknown)
+    unknown = unknown[:int(refusals_per_answer * len(known))]
+    facts = build_refusal_data(known + unknown, threshold)
+    invented = [[{"role": "user", "content": q}, {"role": "assistant", "content": REFUSAL}]
+                for q in invented_questions(world, int(invented_share * len(facts)), seed)]
+    replay = sft_conversations(world, int(replay_share * len(facts)), seed + 1, skills=True,
+                               known={(r.subject, r.relation): r.truth for r in known})
+    out = facts + invented + replay
+    rng.shuffle(out)
+    return out

@@ -33,7 +33,7 @@ from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
 from course_lib.data import corpus_texts, entity_mentions, load_corpus, training_mentions  # noqa: F401
 from course_lib.evals import (FactResult, base_beliefs, capability_card,  # noqa: F401
                               digit_addition_accuracy, fact_accuracy, few_shot_accuracy,
-                              known_facts, sum_accuracy)
+                              known_facts, probe_summary, refusal_eval, sum_accuracy, tool_eval)
 from course_lib.train import (export_model, load_config, load_model,  # noqa: F401
                               parse_overrides, prepare_course_data, train)
 
@@ -175,6 +175,9 @@ class Chain:
     tokenizer: object = None
     model: object = None
     sft_model: object = None
+    sft_path: Path = None
+    idk_model: object = None
+    tool_model: object = None
     card: list = field(default_factory=list)   # (stage, [(measure, value)])
     targets: list = None   # issue 14's targets: (measure, value, target, met)
     numbers: dict = field(default_factory=dict)
@@ -351,7 +354,7 @@ def stage_assistant(ch: Chain):
     log["capabilities"] = capability
     export_model(sft, ch.out / "sft_model.pt", meta={"init_from": str(base_path)})
     (ch.out / "sft_model.json").write_text(json.dumps(log, indent=1, default=str))
-    ch.sft_model = sft
+    ch.sft_model, ch.sft_path = sft, ch.out / "sft_model.pt"
     ch.report_rows = [
         ("conversations (train / validation)",
          f"{meta['train_conversations']:,} / {meta['val_conversations']:,}"),
@@ -378,6 +381,144 @@ def stage_assistant(ch: Chain):
     ]
 
 
+# chapter 7's recipe: the probe, the refusal finetune, the tool finetune (docs/capability.md)
+CH7 = {"samples": 4, "threshold": 0.5, "refusals_per_answer": 1.0, "invented_share": 0.1,
+       "idk_steps": 300, "idk_lr": 5e-5, "tool_steps": 300, "tool_lr": 1e-4,
+       "tool_replay": 0.7}
+
+
+def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=None):
+    """Finetune the assistant (``ch.sft_model``'s weights, ``ch.sft_path``) on ``convs``; the
+    model, its training result and the data's meta."""
+    from course_lib import chat, tools
+
+    tok = tools.tool_tokenizer(ch.tokenizer)
+    meta = chat.prepare_sft_data(tok, ch.out / f"{name}_data", convs, render=render)
+    mc = ch.sft_model.config
+    overrides = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
+                 "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
+                 "rope": mc.rope, "init_from": str(ch.sft_path),
+                 "data_dir": str(ch.out / f"{name}_data"), "out_dir": str(ch.out / name),
+                 "max_steps": 20 if ch.quick else steps, "max_lr": lr, "min_lr": lr / 10,
+                 "warmup_steps": 10, "eval_every": 10 if ch.quick else 100,
+                 "sample_every": 10**6, "checkpoint_every": 0}
+    if ch.threads:
+        overrides["threads"] = ch.threads
+    cfg = load_config("sft", **overrides)
+    res = train(cfg, tok, progress=ch.progress, log=lambda *a: None)
+    return res.model, res, meta, cfg
+
+
+def stage_tools(ch: Chain):
+    """Chapter 7: probe what the assistant knows (every fact asked ``CH7["samples"]`` times and
+    once greedily), then two finetunes of it on facts of entities not ``kept_out``: "I don't
+    know" (refusals for what it never gets right, balanced with what it knows) and tools
+    (search where its memory fails, the calculator for sums, a name read from the system
+    message); both measured on the kept-out entities."""
+    from course_lib import chat
+    from course_lib import hallucination as H
+    from course_lib import tools
+    from course_lib.world import make_world
+
+    if ch.sft_model is None:   # starting here: the shipped assistant
+        ch.world = ch.world or make_world(ch.seed)
+        ch.texts = ch.texts or corpus_texts()
+        ch.tokenizer = ch.tokenizer or course_tokenizer()
+        ch.sft_model = assets.load_model("sft")
+        ch.sft_path = assets.path("sft_model.pt")
+    tok = tools.tool_tokenizer(ch.tokenizer)
+    train_texts = [t for i, t in enumerate(ch.texts) if i % VAL_EVERY]
+    thr = CH7["threshold"]
+    pairs = None
+    if ch.quick:
+        pairs = {(e.name, r) for e in ch.world.entities[::25] for r in e.facts}
+    t0 = time.perf_counter()
+    results = H.probe(ch.sft_model, tok, ch.world, pairs, samples=2 if ch.quick else CH7["samples"],
+                      seed=ch.seed)
+    probe_s = time.perf_counter() - t0
+    summary = probe_summary(results, ch.world, train_texts)
+    out = H.kept_out(ch.world)
+    mine = [r for r in results if r.subject not in out]
+    kept = [r for r in results if r.subject in out]
+    (ch.out / "probe.json").write_text(json.dumps(
+        {"threshold": thr, "samples": CH7["samples"], "seconds": probe_s, "summary": summary,
+         "results": [[r.subject, r.relation, r.greedy, list(r.answers), list(r.right),
+                      r.greedy_right] for r in results]}, default=str))
+    # "I don't know"
+    convs = H.refusal_conversations(mine, thr, ch.world, CH7["refusals_per_answer"],
+                                    CH7["invented_share"], seed=ch.seed)
+    idk, res, meta, cfg = _finetune(ch, convs, "idk", CH7["idk_steps"], CH7["idk_lr"])
+    n_inv = 10 if ch.quick else 100
+    ev = refusal_eval(idk, tok, kept, thr, ch.world, n_inv, ch.seed)
+    export_model(idk, ch.out / "idk_model.pt", meta={"init_from": "sft_model.pt"})
+    (ch.out / "idk_model.json").write_text(json.dumps(
+        {"config": vars(cfg), "data": meta, "seconds": res.seconds, "history": res.history,
+         "recipe": CH7, "eval": ev}, indent=1, default=str))
+    # tools
+    convs = tools.tool_conversations(mine, thr, ch.world, 150 if ch.quick else 1500,
+                                     40 if ch.quick else 400, CH7["tool_replay"], ch.seed)
+    tm, res, tmeta, tcfg = _finetune(ch, convs, "tool", CH7["tool_steps"], CH7["tool_lr"],
+                                     render=tools.render_tool_conversation)
+    tev = tool_eval(tm, tok, kept, thr, ch.world, train_texts, n=30 if ch.quick else 300,
+                    n_problems=4 if ch.quick else 40, seed=ch.seed, without=ch.sft_model)
+    export_model(tm, ch.out / "tool_model.pt", meta={"init_from": "sft_model.pt"})
+    (ch.out / "tool_model.json").write_text(json.dumps(
+        {"config": vars(tcfg), "data": tmeta, "seconds": res.seconds, "history": res.history,
+         "recipe": CH7, "eval": tev}, indent=1, default=str))
+    ch.idk_model, ch.tool_model = idk, tm
+    a = summary["all"]
+    calc = " / ".join(f"{tev['calculator'][d]:.0%}" for d in (3, 4, 5))
+    steps = " / ".join(f"{tev['worked_steps'].get(d, float('nan')):.0%}" for d in (3, 4, 5))
+    ch.report_rows = [
+        ("probe: facts asked x samples (T=1), seconds", f"{len(results):,} x "
+         f"{2 if ch.quick else CH7['samples']} + greedy, {probe_s:.0f} s"),
+        ("probe: greedy right / never right / always right",
+         f"{a['greedy']:.0%} / {a['never']:.0%} / {a['always']:.0%}"),
+        ("probe: greedy right, most-named decile / least-named",
+         f"{summary['deciles'][min(summary['deciles'])]['greedy']:.0%} / "
+         f"{summary['deciles'][max(summary['deciles'])]['greedy']:.0%}"),
+        ("'I don't know' data: conversations (facts answered / refused / invented / replay)",
+         f"{len(convs):,}"),
+        ("kept-out facts the assistant knew / never got right", f"{ev['known']} / {ev['unknown']}"),
+        ("hallucination on never-right facts, before / after",
+         f"{ev['hallucination_before']:.0%} / {ev['hallucination_after']:.0%}"),
+        ("accuracy on known facts, before / after; false refusals",
+         f"{ev['known_accuracy_before']:.0%} / {ev['known_accuracy_after']:.0%}; "
+         f"{ev['false_refusal']:.0%}"),
+        ("questions about invented entities refused", f"{ev['invented_refused']:.0%}"),
+        ("tool model: known facts answered without a search / others searched",
+         f"{tev['known_direct']:.0%} / {tev['unknown_searched']:.0%}"),
+        ("kept-out facts right: assistant from memory / tool model with search",
+         f"{tev['accuracy_before']:.0%} / {tev['accuracy_tools']:.0%}"),
+        ("entities no document names: from memory / with search",
+         f"{tev['unseen_before']:.0%} / {tev['unseen_tools']:.0%}"),
+        ("3 / 4 / 5-digit sums: worked steps (assistant) vs calculator (tool model)",
+         f"{steps} vs {calc}"),
+        ("a name given in the system message said: assistant / tool model",
+         f"{tev.get('names_read_before', float('nan')):.0%} / {tev['names_read']:.0%}"),
+    ]
+    ch.targets = (ch.targets or []) + ch7_targets(ev, tev)
+
+
+def ch7_targets(ev: dict, tev: dict) -> list:
+    """Issue 15's targets as report-card rows ``(measure, value, target, met)``."""
+    yes = lambda ok: "yes" if ok else "**no**"
+    cut = ev["hallucination_before"] / max(ev["hallucination_after"], 1e-9)
+    drop = ev["known_accuracy_before"] - ev["known_accuracy_after"]
+    return [
+        ("'I don't know': hallucination on never-right kept-out facts, before / after",
+         f"{ev['hallucination_before']:.0%} / {ev['hallucination_after']:.0%} ({cut:.1f}x)",
+         ">= 3x lower", yes(cut >= 3)),
+        ("'I don't know': accuracy on known kept-out facts, before / after",
+         f"{ev['known_accuracy_before']:.0%} / {ev['known_accuracy_after']:.0%}",
+         "down <= 10 points", yes(drop <= 0.10)),
+        ("'I don't know': false refusals on known facts", f"{ev['false_refusal']:.0%}", "<= 20%",
+         yes(ev["false_refusal"] <= 0.2)),
+        ("'I don't know': invented entities refused", f"{ev['invented_refused']:.0%}", ">= 80%",
+         yes(ev["invented_refused"] >= 0.8)),
+    ]
+
+
 def _epochs(ch: Chain, tokens: int) -> str:
     """How many times the run went through its data (each shard at its share of the windows)."""
     meta = json.loads((ch.out / "data" / "meta.json").read_text())
@@ -391,7 +532,7 @@ def _epochs(ch: Chain, tokens: int) -> str:
 
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
           ("tokenizer", stage_tokenizer), ("base model", stage_base_model),
-          ("assistant", stage_assistant)]
+          ("assistant", stage_assistant), ("hallucination and tools", stage_tools)]
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
@@ -489,6 +630,9 @@ def _resume(ch: Chain, names: list) -> str | None:
         load("data/meta.json", lambda f: json.loads(f.read_text()))
     if len(done) >= 4:
         ch.model = load("base_model.pt", base_model)
+    if len(done) >= 5:
+        ch.sft_model = load("sft_model.pt", load_model)
+        ch.sft_path = ch.out / "sft_model.pt"
     return names[len(done)]
 
 

@@ -575,8 +575,9 @@ def generate_with_tools(model, tokenizer, prompt: list[int], tools: dict | None 
     """The tool loop in its plainest form, on token ids (greedy, the whole window each step):
     the model writes tokens after ``prompt``; at each ``<|tool_end|>`` the call is parsed
     (``parse_tool_call``) and run (``call_tool``: an unknown tool or a raising tool answers
-    ``"error: ..."``, a malformed call answers ``"error: malformed ..."``, a call past
-    ``max_calls`` answers ``"error: ..."`` without running), and ``<|result_start|>``, the
+    ``"error: ..."``, a malformed call answers ``"error: malformed ..."``; every
+    ``<|tool_end|>`` counts as a call, and one past ``max_calls`` answers ``"error: ..."``
+    without running), and ``<|result_start|>``, the
     result's ids and ``<|result_end|>`` are pasted. It stops after ``<|im_end|>`` (kept) or
     ``max_new_tokens`` tokens of the model's own (pasted ones do not count: a model that never
     closes its call stops there). Returns the reply's ids and its loss mask: 1 on what the model
@@ -599,17 +600,15 @@ def generate_with_tools(model, tokenizer, prompt: list[int], tools: dict | None 
             break
         if nxt != TOOL_TOKENS[TOOL_END]:
             continue
-        try:
-            call = parse_tool_call(ids, tok)
-        except ValueError as e:
-            result = f"error: {e}"
+        if calls >= max_calls:   # every <|tool_end|> is a call, well formed or not
+            result = f"error: no more tool calls in this reply (at most {max_calls})"
         else:
-            if call is None:
-                result = "error: <|tool_end|> with no <|tool_start|> before it"
-            elif calls >= max_calls:
-                result = f"error: no more tool calls in this reply (at most {max_calls})"
-            else:
-                result = call_tool(*call, tools)
+            try:
+                call = parse_tool_call(ids, tok)
+                result = ("error: <|tool_end|> with no <|tool_start|> before it" if call is None
+                          else call_tool(*call, tools))
+            except ValueError as e:
+                result = f"error: {e}"
         calls += 1
         pasted = [TOOL_TOKENS[RESULT_START], *tok.encode_ordinary(result),
                   TOOL_TOKENS[RESULT_END]]
@@ -671,3 +670,54 @@ def assistant_names(n: int, seed: int = 0) -> list[str]:
         if name not in out and len(name) >= 4:
             out.append(name)
     return out
+
+
+def tool_conversations(results, threshold: float, world, n_calculator: int = 1500,
+                       n_identity: int = 400, replay_share: float = 0.7, seed: int = 0,
+                       names: list[str] | None = None) -> list[list[dict]]:
+    """Chapter 7's tool data: each probed fact (``hallucination.ProbeResult``) the model
+    ``knows`` answered directly, as before, and every other one looked up (``search_reply``):
+    the model learns to search only where its memory fails, and keeps its direct answers.
+    Then word problems of 2-5 digits handed to the calculator (``calculator_reply``), system
+    messages naming the assistant (``named_identity_conversation``, over ``names``) and chapter
+    6's conversations replayed (``replay_share`` of the facts; their fact questions only about
+    what the model knows, their word problems left out), shuffled."""
+    from course_lib.chat import sft_conversations
+    from course_lib.hallucination import knows
+    from course_lib.world import make_problem
+
+    rng = random.Random(f"course-tool-data-{seed}")
+    index = _world_index(world.seed)
+    facts = []
+    for r in results:
+        f = world.by_name(r.subject).fact(r.relation)
+        content = r.reference if knows(r, threshold) else search_reply(f, r.reference, index)
+        facts.append([{"role": "user", "content": r.question},
+                      {"role": "assistant", "content": content}])
+    calc = []
+    for _ in range(n_calculator):
+        p = make_problem(rng, world, rng.choice(list(_OPERATOR)), rng.choice([2, 3, 4, 5]),
+                         style="compact")
+        calc.append([{"role": "user", "content": p.question},
+                     {"role": "assistant", "content": calculator_reply(p)}])
+    names = names or assistant_names(250, seed)
+    identity = [named_identity_conversation(names[i % len(names)], rng)
+                for i in range(n_identity)]
+    replay = sft_conversations(world, int(replay_share * len(facts)), seed + 1, skills=True,
+                               known={(r.subject, r.relation): r.truth for r in results
+                                      if knows(r, threshold)})
+    # the replayed word problems would answer the calculator's questions with worked steps
+    replay = [c for c in replay if not _is_sum(c)]
+    out = facts + calc + identity + replay
+    rng.shuffle(out)
+    return out
+
+
+def _is_sum(conversation) -> bool:
+    """An arithmetic word problem (numbers in the question, not a reading passage or a letter
+    count): what the tool model hands to the calculator."""
+    from course_lib.world import READING_INTRO
+
+    q = next(m["content"] for m in conversation if m["role"] == "user")
+    return (not q.startswith(READING_INTRO) and "letter" not in q
+            and _NUMBERS.search(q) is not None)

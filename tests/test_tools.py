@@ -478,3 +478,112 @@ def test_a_call_cannot_open_inside_a_call(trained, tok):
     parts = _well_formed(reply, calls)
     assert all(TOOL_START not in t for k, t in parts if k == "call"), parts
     assert calls and calls[0][0] != "", "inside the call the model wrote a call, not another start"
+
+
+# --------------------------------------------------------------------------------------------
+# The id-level loop (the assignment's) and the tool model's data
+# --------------------------------------------------------------------------------------------
+
+
+def _ids(tok, text):
+    return tok.encode(text, allowed_special="all")
+
+
+def test_parse_tool_call_reads_the_last_closed_call_across_tokens(tok):
+    call = _ids(tok, T.format_call("search", "Tova Lind"))
+    assert len(call) > 4, "a call is many tokens"
+    assert T.parse_tool_call(call, tok) == ("search", "Tova Lind")
+    earlier = _ids(tok, T.format_call("calculator", "1 + 2") + T.format_result("3") + "so ")
+    assert T.parse_tool_call(earlier + call, tok) == ("search", "Tova Lind")
+    assert T.parse_tool_call(_ids(tok, T.format_call("search", " a: b ")), tok) == ("search",
+                                                                                   "a: b")
+    assert T.parse_tool_call(_ids(tok, "no call here"), tok) is None
+    assert T.parse_tool_call(call[:-1], tok) is None, "not closed yet"
+    assert T.parse_tool_call(earlier + call[:-1], tok) is None, "the last call is not closed"
+    for body in ("search Tova", ": Tova", "search:  "):
+        with pytest.raises(ValueError, match="malformed"):
+            T.parse_tool_call(_ids(tok, T.format_call("x", "y").replace("x: y", body)), tok)
+
+
+def test_call_tool_turns_every_failure_into_an_error_result():
+    def boom(_):
+        raise RuntimeError("the tool broke")
+
+    tools = {"echo": lambda a: a.upper(), "boom": boom}
+    assert T.call_tool("echo", "hi", tools) == "HI"
+    assert T.call_tool("nope", "hi", tools).startswith("error: unknown tool 'nope'")
+    assert T.call_tool("boom", "hi", tools) == "error: RuntimeError: the tool broke"
+
+
+def test_generate_with_tools_is_the_greedy_loop_and_masks_what_it_pastes(trained, tok):
+    model, convos = trained
+    for c in convos:
+        prompt = [tok.special_tokens[ENDOFTEXT]] + T.render_tool_prompt(c[:1], tok)
+        ids, mask = T.generate_with_tools(model, tok, prompt, max_new_tokens=40)
+        reply, calls = T.run_tool_loop(model, tok, c[:1], max_new_tokens=40)
+        assert tok.decode([i for i in ids if i != CHAT_TOKENS[IM_END]]).strip() == reply
+        pasted = [i for i, m in zip(ids, mask) if m == 0]
+        assert tok.decode(pasted) == "".join(T.format_result(r) for _, r in calls)
+        assert ids[-1] == CHAT_TOKENS[IM_END] and mask[-1] == 1
+
+
+def test_generate_with_tools_always_ends(trained, tok):
+    """A model that opens a call and never closes it, and one that closes calls forever: the loop
+    stops at max_new_tokens of the model's own, with every call answered."""
+    model, convos = trained
+    prompt = [tok.special_tokens[ENDOFTEXT]] + T.render_tool_prompt(convos[0][:1], tok)
+    never_closes = _steered(model, tok.encode_ordinary(" a")[0])
+    ids, mask = T.generate_with_tools(never_closes, tok, prompt, max_new_tokens=15)
+    assert sum(mask) == 15 and 0 not in mask
+    closes = _steered(model, TOOL_TOKENS[TOOL_END])
+    ids, mask = T.generate_with_tools(closes, tok, prompt, max_calls=2, max_new_tokens=6)
+    assert sum(mask) == 6 and ids.count(TOOL_TOKENS[RESULT_START]) == 6
+    text = tok.decode(ids)
+    assert text.count("error: no more tool calls") == 4 and "error: <|tool_end|> with no" in text
+
+
+def test_search_and_calculator_replies_paste_what_the_tools_return(world, index, tok):
+    e = world.entities[400]
+    f = e.fact(sorted(e.facts)[0])
+    reply = T.search_reply(f, f.sentence, index)
+    assert T.split_tool_message(reply) == [("call", f"search: {e.name}"),
+                                           ("result", index.tool(e.name)), ("text", f.sentence)]
+    from course_lib.world import Problem
+    p = Problem("subtraction", "Ana had 4821 stones and gave away 977. How many are left?", 3844)
+    assert T.calculator_reply(p) == (T.format_call("calculator", "4821 - 977")
+                                     + T.format_result("3844") + "Answer: 3844")
+    with pytest.raises(ValueError, match="counting"):
+        T.calculator_reply(Problem("counting", "How many r?", 3))
+
+
+def test_tool_conversations_search_only_what_the_model_does_not_know(world, tok):
+    from course_lib import hallucination as H
+
+    rs = []
+    for i, e in enumerate(world.entities[100:160]):
+        f = e.fact(sorted(e.facts)[0])
+        rs.append(H.ProbeResult(question_for(f), f.value, f.sentence, ("x",) * 2,
+                                (i % 2 == 0,) * 2, e.name, f.relation, "y", i % 2 == 0))
+    convs = T.tool_conversations(rs, 0.5, world, n_calculator=30, n_identity=10,
+                                 replay_share=1.0)
+    said = {}
+    for c in convs:
+        for q, a in zip(c, c[1:]):
+            if q["role"] == "user":
+                said.setdefault(q["content"], []).append(a["content"])
+    for r in rs:
+        searched = T.format_call("search", r.subject) + T.format_result(T.search(r.subject))
+        if H.knows(r, 0.5):
+            assert r.reference in said[r.question], r.question
+            assert not any(TOOL_START in a for a in said[r.question])
+        else:   # looked up, and never answered from memory anywhere in the data
+            assert said[r.question] == [searched + r.reference], r.question
+    sums = [c for c in convs if T._is_sum(c)]
+    assert len(sums) == 30 and all(T.format_call("calculator", "")[:-len(TOOL_END)]
+                                   in c[1]["content"] for c in sums), "sums use the calculator"
+    named = [c for c in convs if c[0]["role"] == "system" and "helpful" in c[0]["content"]
+             and c[0]["content"].split()[2].rstrip(",") in c[-1]["content"]]
+    assert len(named) >= 10
+    for c in convs:   # every conversation renders, results masked
+        ids, mask = T.render_tool_conversation(c, tok)
+        assert len(ids) == len(mask)
