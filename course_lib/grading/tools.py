@@ -48,7 +48,8 @@ from course_lib import hallucination as _hallucination
 from course_lib import tools as _tools
 from course_lib.assets import (ENDOFTEXT, IM_END, IM_SEP, IM_START, RESULT_END, RESULT_START,
                                SPECIAL_TOKENS, TOOL_END, TOOL_START, VOCAB_SIZE, course_tokenizer)
-from course_lib.grading.checks import Assignment, Task, as_args, close_number, short
+from course_lib.grading.checks import (Assignment, Task, as_args, close_number, compare_exact,
+                                       short)
 
 # off limits while a student's function runs: course_lib.hallucination, course_lib.tools and
 # course_lib.chat (its says() is hallucination_rate's rule), the reference_* functions here;
@@ -70,6 +71,16 @@ def _tokenizer():
     if not _TOKENIZER:
         _TOKENIZER.append(course_tokenizer(chat=True, tools=True))
     return _TOKENIZER[0]
+
+
+def _fresh_tokenizer():
+    """A copy of the course tokenizer for one call: its dicts and lists copied (their keys and
+    values are immutable), so what a student's function does to it stays in that call."""
+    tok = copy.copy(_tokenizer())
+    for name, value in vars(tok).items():
+        if isinstance(value, (dict, list)):
+            setattr(tok, name, value.copy())
+    return tok
 
 
 def token_ids(pieces) -> list[int]:
@@ -122,7 +133,7 @@ def on_tool_tokenizer(parse_tool_call, ids):
     """Call ``parse_tool_call(ids, tokenizer)`` with the course tokenizer (chat and tool tokens);
     ``{"call": what it returned}``, or ``{"raised": "ValueError", "message"}``."""
     try:
-        return {"call": parse_tool_call(list(ids), copy.deepcopy(_tokenizer()))}
+        return {"call": parse_tool_call(list(ids), _fresh_tokenizer())}
     except ValueError as e:
         return _raised(e)
 
@@ -245,7 +256,7 @@ def on_scripted_model(run_tool_loop, prompt, script, repeat, tools, max_calls, m
     model = ScriptedModel(prompt, script, repeat, limit=2 * max_new_tokens + 10)
     toolbox = {name: TOOLBOX[name] for name in tools}
     try:
-        out = run_tool_loop(model, copy.deepcopy(_tokenizer()), list(prompt), toolbox, max_calls,
+        out = run_tool_loop(model, _fresh_tokenizer(), list(prompt), toolbox, max_calls,
                             max_new_tokens)
     except RunawayLoop as e:
         return {"runaway": e.args[0]}
@@ -278,7 +289,7 @@ def _shape(actual, keys, cell):
     return f"not the result of the notebook's locked cell {cell} (was it redefined?)"
 
 
-# -- hallucination_rate -----------------------------------------------------------------------------
+# -- hallucination_rate ----------------------------------------------------------------------------
 
 
 def _says(answer, truth, whole=True, any_case=True):
@@ -303,6 +314,9 @@ def _rate_guesses(answers, truths, refusals):
          "the truth found inside a longer word ('1851' in '18512'): it must stand as whole words"),
         (sum(1 for a, t in answered if not _says(a, t, any_case=False)) / n,
          "'kessel' not matched to 'Kessel': compare in any case (lowercase both)"),
+        (sum(1 for a, t in answered
+             if not re.search(rf"(?<![^\W_]){re.escape(t.lower())}(?![^\W_])", a.lower())) / n,
+         "'_' taken as a word boundary ('year_1851' states '1851'): '_' is a word character"),
         (sum(1 for a, t in answered if _says(a, t)) / n,
          "the share of right answers: count the answers that do NOT state the truth"),
     ]
@@ -323,7 +337,8 @@ def _compare_rate(args, expected, actual):
                         what="the hallucination rate")
     if diff and isinstance(actual["rate"], (int, float)):
         for value, says in _rate_guesses(answers, truths, refusals):
-            if value is not None and value != expected["rate"] and abs(value - actual["rate"]) < 1e-9:
+            if (value is not None and value != expected["rate"]
+                    and abs(value - actual["rate"]) < 1e-9):
                 return f"{diff} ({says})"
     return diff
 
@@ -378,7 +393,7 @@ def _rate_cases(seed=0, n_random=6, extra=None):
     return fixed + bad + out + as_args(extra)
 
 
-# -- build_refusal_data -----------------------------------------------------------------------------
+# -- build_refusal_data ----------------------------------------------------------------------------
 
 QUESTIONS = [("When was Tova Lind born?", "1851", "Tova Lind was born in 1851."),
              ("Where was Ada Morven born?", "Kessel", "Ada Morven was born in Kessel."),
@@ -430,9 +445,11 @@ def _refusal_cases(seed=0, n_random=6, extra=None):
     rng = random.Random(seed + 71_000)
     out = []
     while len(out) < n_random:
-        rows = [_row(rng.randrange(len(QUESTIONS)),
-                     [rng.random() < rng.choice([0.2, 0.5, 0.8]) for _ in range(rng.randrange(1, 7))])
-                for _ in range(rng.randrange(1, 7))]
+        rows = []
+        for _ in range(rng.randrange(1, 7)):
+            p = rng.choice([0.2, 0.5, 0.8])
+            rows.append(_row(rng.randrange(len(QUESTIONS)),
+                             [rng.random() < p for _ in range(rng.randrange(1, 7))]))
         threshold = rng.choice([0.25, 0.5, 0.75, 1.0, 0.2, 0.4, 0.6, 0.8, 1 / 3, 2 / 3])
         if _float_safe(rows, threshold):
             out.append((rows, threshold))
@@ -461,9 +478,9 @@ def _compare_refusal(args, expected, actual):
     for i, (g, w) in enumerate(zip(got, want)):
         right = rows[i][4]
         k, n = sum(right), len(right)
-        if isinstance(g, (list, tuple)) and len(g) == 2 and g[0] == w[0] and isinstance(g[1], dict) \
-                and set(g[1]) == {"role", "content"} and g[1].get("role") == "assistant" \
-                and g[1]["content"] != w[1]["content"]:
+        if (isinstance(g, (list, tuple)) and len(g) == 2 and g[0] == w[0]
+                and isinstance(g[1], dict) and set(g[1]) == {"role", "content"}
+                and g[1]["role"] == "assistant" and g[1]["content"] != w[1]["content"]):
             says = ("answers it" if w[1]["content"] != _hallucination.REFUSAL else "refuses")
             why = (f"it was right in {k} of {n} samples, "
                    + (f"at least {threshold:g} of them" if says == "answers it"
@@ -471,19 +488,19 @@ def _compare_refusal(args, expected, actual):
             return (f"conversation {i} ({rows[i][0]!r}): the assistant says "
                     f"{g[1]['content']!r}, but it should say {w[1]['content']!r}: {why}, so "
                     f"the data {says}")
-        if g != w:
+        if compare_exact(w, g):
             return (f"conversation {i} is {short(g, 160)} instead of {short(w, 160)}: "
                     "[{'role': 'user', 'content': question}, {'role': 'assistant', "
                     "'content': reference or REFUSAL}]")
     return None
 
 
-# -- parse_tool_call ---------------------------------------------------------------------------------
+# -- parse_tool_call -------------------------------------------------------------------------------
 
 _PARSE_FIXED = [
     "<|tool_start|>search: Tova Lind<|tool_end|>",
     ["<|tool_start|>", "se", "arch", ":", " T", "ova", " Lind", "<|tool_end|>"],   # many tokens
-    "<|tool_start|>search: Zürich<|tool_end|>",        # ü is two byte tokens: decode them together
+    "<|tool_start|>search: Zürich<|tool_end|>",        # ü is two byte tokens: decode together
     "Let me look.<|tool_start|>search: Kessel<|tool_end|><|result_start|>Kessel is a port city."
     "<|result_end|>",
     # two calls: the last one counts
@@ -496,8 +513,10 @@ _PARSE_FIXED = [
     "Hmm.<|tool_end|>",                                 # a <|tool_end|>, but no <|tool_start|>
     "<|tool_start|>search: Tova",                       # open
     "<|tool_start|>search: Note: Kessel Bay<|tool_end|>",   # the first ':' cuts
+    "<|tool_start|>search:\nKessel Bay<|tool_end|>",     # ':\n' is one token
     "<|tool_start|>  calculator :   12 + 30  <|tool_end|>",  # both sides stripped
     "<|tool_start|>search: Kessel<|tool_end|>then<|tool_end|>",   # the first <|tool_end|> after it
+    "<|tool_start|>browser: Kessel<|tool_end|>",        # a tool that may not exist: still a call
     "<|tool_end|>x<|tool_start|>search: Ada Morven<|tool_end|>",
     "<|tool_start|>search Tova Lind<|tool_end|>",       # malformed: no ':'
     "<|tool_start|>: Tova Lind<|tool_end|>",            # malformed: no tool name
@@ -509,7 +528,8 @@ _PARSE_FIXED = [
 
 _CALL_TEXT = ["search: Tova Lind", "search: Zürich", "calculator: 47 + 85", "weather: Kessel",
               "search: Note: Kessel Bay", " calculator :12*3 ", "browser: Ada Morven",
-              "search Tova", ": x", "search:", "calculator: 1 - 2 : 3", "search: Malmö"]
+              "search Tova", ": x", "search:", "calculator: 1 - 2 : 3", "search: Malmö",
+              "search:\nTova Lind"]
 _TEXT = ["Let me look.", "Hmm", " ", "She was born in 1851.", "Okay: ", "ü"]
 
 
@@ -537,7 +557,8 @@ def _parse_cases(seed=0, n_random=8, extra=None):
         elif last == "open":
             pieces += ["<|tool_start|>", *_random_pieces(rng, call[:rng.randrange(len(call))])]
         out.append(pieces)
-    return [(token_ids(p),) for p in _PARSE_FIXED + out + as_args(extra)]
+    return [(token_ids(p),) for p in _PARSE_FIXED + out] + [(token_ids(a[0]),)
+                                                            for a in as_args(extra)]
 
 
 def _parse_guesses(ids):
@@ -590,7 +611,8 @@ def _compare_parse(args, expected, actual):
         return f"returned {short(got, 80)} for {text}, but {why}: return None"
     if got is None:
         return f"returned None for {text}, whose last call is closed: return {want!r}"
-    if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(isinstance(x, str) for x in got):
+    if (not isinstance(got, (tuple, list)) or len(got) != 2
+            or not all(isinstance(x, str) for x in got)):
         return f"returned {short(got, 80)}: return a pair (tool, argument) of two strings"
     if tuple(got) != tuple(want):
         note = next((f" ({says})" for value, says in _parse_guesses(ids)
@@ -599,7 +621,7 @@ def _compare_parse(args, expected, actual):
     return None
 
 
-# -- run_tool_loop ------------------------------------------------------------------------------------
+# -- run_tool_loop ---------------------------------------------------------------------------------
 
 QUESTION = "When was Tova Lind born?"
 _LOOP_FIXED = [
@@ -621,7 +643,8 @@ _LOOP_FIXED = [
     ("Is it raining in Kessel?", "<|tool_start|>weather: Kessel<|tool_end|>I cannot tell."
                                  "<|im_end|>", "", ["search", "weather"], 3, 64),
     ("What is two plus two?", "<|tool_start|>calculator: two plus two<|tool_end|><|tool_start|>"
-                              "calculator: 2 + 2<|tool_end|>4.<|im_end|>", "", ["calculator"], 3, 64),
+                              "calculator: 2 + 2<|tool_end|>4.<|im_end|>", "", ["calculator"], 3,
+     64),
     # past max_calls: the second call is answered with an error
     (QUESTION, "<|tool_start|>search: Tova Lind<|tool_end|><|tool_start|>search: Ada Morven"
                "<|tool_end|>1851.<|im_end|>", "", ["search"], 1, 64),
@@ -754,6 +777,11 @@ def _compare_loop(args, expected, actual):
     if len(mask) != len(ids):
         return f"the mask has {len(mask)} entries for {len(ids)} ids: one per id"
     want, got = _parts(expected["ids"]), _parts(ids)
+    for kind, block in got:     # a reference called inside the loop's own try/except
+        called = kind == "pasted" and re.search(r"ReferenceCalled\W+([\w.]+)", _text(block))
+        if called:
+            return (f"a pasted result says {called.group(0)!r}: the loop called the course's "
+                    f"reference implementation ({called.group(1)}); write your own code")
     own_e = sum(1 for k, _ in want if k == "own")
     calls = 0
     for n, (w, g) in enumerate(zip(want, got)):
@@ -801,7 +829,8 @@ def _compare_loop(args, expected, actual):
                "its own (pasted tokens do not count)")
         return (f"the reply goes on after {short(_text(expected['ids']), 200)!r} with "
                 f"{_text(_flat([extra]))!r}, but {why}")
-    trained = [1 if k == "own" else 0 for k, piece in got for _ in ([piece] if k == "own" else piece)]
+    trained = [1 if k == "own" else 0 for k, piece in got
+               for _ in ([piece] if k == "own" else piece)]
     if mask != trained:
         i = next(j for j, (a, b) in enumerate(zip(mask, trained)) if a != b)
         if trained[i]:
