@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 ASSIGNMENTS = ("pretraining_data", "tokenization", "transformer", "pretraining", "inference",
-               "finetuning")
+               "finetuning", "tools")
 
 
 class Rule(NamedTuple):
@@ -44,7 +44,7 @@ def _rows(assignment, rows):
     return [Rule(assignment, *r) for r in rows]
 
 
-PD, TOK, TR, PT, INF, FT = ASSIGNMENTS
+PD, TOK, TR, PT, INF, FT, TL = ASSIGNMENTS
 
 # said in the introduction of every notebook in which a task calls another task's function
 POLICY = "**A mistake costs the marks of its own task only.**"
@@ -345,6 +345,125 @@ RULES = [
          "fixed: _loss_cases ((N, V))", "loss_needs_3d"),
         ("masked_cross_entropy", "`mask` 0s and 1s (`torch.long`) or booleans",
          "fixed: _loss_cases (long masks)", "loss_long_mask_as_index"),
+    ]),
+    # -- tools (hidden: the inputs of the hidden call's literal cases=[...]; test_tools_checks.py
+    # shows they alone catch every wrong answer) -----------------------------------------
+    *_rows(TL, [
+        ("hallucination_rate", "An answer hallucinates when it does not refuse and does not "
+         "state its truth.", "fixed: _RATE_FIXED[0]; hidden ('It was 1789.' among four)",
+         "rate_of_right_answers"),
+        ("hallucination_rate", "as whole words", "fixed: _RATE_FIXED[2] ('Born in 18512.', "
+         "'Lindqvist'); hidden ('Born in 17901.', 'x1790 and 1790y')", "rate_substring"),
+        ("hallucination_rate", "in any case: lowercase both", "fixed: _RATE_FIXED[1] ('KESSEL', "
+         "'ZÜRICH'); hidden ('VELMORA', 'velmora')", "rate_case_sensitive"),
+        ("hallucination_rate", "a letter, a digit or `_`", "fixed: _RATE_FIXED[2] ('year_1851'); "
+         "hidden ('file_1790', '1790_x')", "rate_underscore_separates"),
+        ("hallucination_rate", "A refusal is never a hallucination, right or wrong, whatever "
+         "else it says.", "fixed: _RATE_FIXED[3], [6]; hidden ('I do not know.', refused)",
+         "rate_counts_refusals"),
+        ("hallucination_rate", "Return the share of hallucinating answers among **all** answers, "
+         "refusals included", "fixed: _RATE_FIXED[3]; hidden (one refusal in four)",
+         "rate_over_answered"),
+        ("hallucination_rate", "Raise `ValueError` when the three lists do not have the same "
+         "length", "fixed: _rate_cases bad[0], [1]; hidden [['a', 'b'], ['a'], [False, False]]",
+         "rate_lengths_unchecked"),
+        ("hallucination_rate", "or are empty", "fixed: _rate_cases bad[2]; hidden [[], [], []]",
+         "rate_empty_is_zero"),
+        ("build_refusal_data", "one conversation per result, in the same order",
+         "fixed: _REFUSAL_FIXED[0]; hidden (three results, the third refused)",
+         "refusal_skips_unknown"),
+        ("build_refusal_data", "the assistant's content is `r.reference` when the model "
+         "**knows** the fact", "fixed: _REFUSAL_FIXED[0]; hidden (Ada Morven, 2 of 3)",
+         "refusal_answers_truth"),
+        ("build_refusal_data", "`sum(r.right) >= threshold * len(r.right)` (2 right of 4 at "
+         "threshold 0.5 is known)", "fixed: _REFUSAL_FIXED[0] (2 of 4 at 0.5); hidden (1 of 4 "
+         "at 0.25)", "refusal_strict"),
+        ("build_refusal_data", "it was right in at least `threshold` of its samples",
+         "fixed: _REFUSAL_FIXED[0], [2]; hidden (2 of 3 at 0.25)", "refusal_all_right"),
+        ("build_refusal_data", "Otherwise it is `REFUSAL`", "fixed: _REFUSAL_FIXED[0]; hidden "
+         "(0 of 2)", "refusal_own_words"),
+        ("build_refusal_data", "Raise `ValueError` for any other threshold",
+         "fixed: _REFUSAL_BAD (0.0, 1.5, -0.5); hidden (1.25)", "refusal_threshold_unchecked"),
+        ("build_refusal_data", "(even when `probe_results` is empty)",
+         "fixed: _REFUSAL_BAD ([], 0.0); hidden [[], 0]", "refusal_threshold_checked_per_result"),
+        ("build_refusal_data", "for a result with no answers (`r.right` empty)",
+         "fixed: _REFUSAL_BAD (a result without answers); hidden (the second of two)",
+         "refusal_no_answers_unchecked"),
+        ("parse_tool_call", "find the **last** `<|tool_start|>` in `ids`",
+         "fixed: _PARSE_FIXED[4] (two calls); hidden (calculator, then search)",
+         "parse_first_call"),
+        ("parse_tool_call", "and the first `<|tool_end|>` after it",
+         "fixed: _PARSE_FIXED ('...<|tool_end|>then<|tool_end|>'); hidden ('...ok<|tool_end|>')",
+         "parse_last_tool_end"),
+        ("parse_tool_call", "**decode them together** with `tokenizer.decode`",
+         "fixed: _PARSE_FIXED[2] ('Zürich'); hidden (['sea', 'rch: Ma', 'lmö'])",
+         "parse_token_by_token"),
+        ("parse_tool_call", "cut the text at its **first** `:`", "fixed: _PARSE_FIXED "
+         "('search:\\nKessel Bay', ':\\n' one token); hidden ('calculator:\\n7 * 6')",
+         "parse_colon_token"),
+        ("parse_tool_call", "(an argument may contain `:` itself)", "fixed: _PARSE_FIXED "
+         "('search: Note: Kessel Bay'); hidden ('search: Time: 12:30')", "parse_last_colon"),
+        ("parse_tool_call", "strip the spaces of both sides", "fixed: _PARSE_FIXED[0], "
+         "('  calculator :   12 + 30  '); hidden ('\\tsearch  :  Kessel Bay \\n')",
+         "parse_no_strip"),
+        ("parse_tool_call", "return `None` when there is no `<|tool_start|>` in `ids`",
+         "fixed: _PARSE_FIXED ('She was born in 1851.', 'Hmm.<|tool_end|>'); hidden "
+         "('No call here: just text.')", "parse_no_start_raises"),
+        ("parse_tool_call", "or the last one is not closed yet", "fixed: _PARSE_FIXED[5] (an "
+         "open call after a closed one); hidden ('...<|tool_start|>search: Ve')",
+         "parse_any_closed_call"),
+        ("parse_tool_call", "raise `ValueError` for a closed call with no `:`",
+         "fixed: _PARSE_FIXED ('search Tova Lind'); hidden ('calculator 2 + 2')",
+         "parse_no_colon_ok"),
+        ("parse_tool_call", "with no tool name", "fixed: _PARSE_FIXED (': Tova Lind'); hidden "
+         "(' : 2 + 2')", "parse_empty_name_ok"),
+        ("parse_tool_call", "(nothing but spaces counts as nothing)", "fixed: _PARSE_FIXED "
+         "('search:   '); hidden ('calculator:\\t ')", "parse_spaces_argument_ok"),
+        ("parse_tool_call", "Whether the tool exists is not this function's business.",
+         "fixed: _PARSE_FIXED ('browser: Kessel'); hidden ('maps: Kessel')",
+         "parse_checks_the_tool"),
+        ("run_tool_loop", "feed the model the prompt followed by the reply so far",
+         "fixed: _LOOP_FIXED (every case); hidden (every case)", "loop_without_prompt"),
+        ("run_tool_loop", "(pasted results included: the model reads them)",
+         "fixed: _LOOP_FIXED[0]; hidden (search: Ada Morven, then 'In Kessel.')",
+         "loop_results_not_fed"),
+        ("run_tool_loop", "take the argmax of the last position's logits",
+         "fixed: _LOOP_FIXED (every case: the script token's probability is below 0.01); "
+         "hidden (every case)", "loop_samples"),
+        ("run_tool_loop", "Each token the model writes goes into the reply with mask 1.",
+         "fixed: _LOOP_FIXED[0]; hidden (every call)", "loop_calls_untrained"),
+        ("run_tool_loop", "with mask 0 (the loop wrote them, not the model",
+         "fixed: _LOOP_FIXED[0]; hidden (every result)", "loop_trains_on_results"),
+        ("run_tool_loop", "Then `<|result_start|>`, `tokenizer.encode_ordinary(result)` and "
+         "`<|result_end|>` go into the reply", "fixed: _LOOP_FIXED[0]; hidden (search: Ada "
+         "Morven)", "loop_no_result_tokens"),
+        ("run_tool_loop", "a malformed call (`parse_tool_call` raises `ValueError`)",
+         "fixed: _LOOP_FIXED[2]; hidden ('search Velmora')", "loop_malformed_raises"),
+        ("run_tool_loop", "a `<|tool_end|>` with no `<|tool_start|>` before it",
+         "fixed: _LOOP_FIXED ('Hmm.<|tool_end|>'); hidden ('Well<|tool_end|>')",
+         "loop_stray_end_ignored"),
+        ("run_tool_loop", "an unknown tool", "fixed: _LOOP_FIXED[3] (browser); hidden (maps)",
+         "loop_unknown_tool_raises"),
+        ("run_tool_loop", "a tool that raises any exception", "fixed: _LOOP_FIXED[4] (weather: "
+         "RuntimeError); hidden (weather: Zürich)", "loop_catches_only_value_error"),
+        ("run_tool_loop", "a call past `max_calls`", "fixed: _LOOP_FIXED[6] (two calls, "
+         "max_calls 1); hidden (three calls, max_calls 2)", "loop_ignores_max_calls"),
+        ("run_tool_loop", "every `<|tool_end|>` counts as a call, a malformed one too",
+         "fixed: _LOOP_FIXED[7] (malformed, then a call, max_calls 1); hidden (the same with "
+         "Kessel)", "loop_counts_good_calls_only"),
+        ("run_tool_loop", "text that starts with `error:`", "fixed: _LOOP_FIXED[2] (malformed); "
+         "hidden (every error)", "loop_error_capitalised"),
+        ("run_tool_loop", "Stop after the model writes `<|im_end|>` (it stays in the reply, "
+         "mask 1)", "fixed: _LOOP_FIXED (every case that ends); hidden (the same)",
+         "loop_drops_im_end"),
+        ("run_tool_loop", "`max_new_tokens` tokens of its own (the pasted ones do not count)",
+         "fixed: _LOOP_FIXED ('She', ' was' after a search, 30 tokens); hidden ('Ada', "
+         "' Morven' after a search, 25)", "loop_counts_pasted"),
+        ("run_tool_loop", "a model that never closes its call, or never stops, must not hang "
+         "the loop", "fixed: _LOOP_FIXED (a call never closed, a story never ended); hidden "
+         "('calculator: 1', ' + 1'; '1', ', 2')", "loop_never_stops"),
+        ("run_tool_loop", "the reply only (not the prompt)", "fixed: _LOOP_FIXED (every case); "
+         "hidden (every case)", "loop_returns_prompt"),
     ]),
 ]
 
