@@ -384,10 +384,11 @@ def stage_assistant(ch: Chain):
 # chapter 7's recipe: the probe, the refusal finetune, the tool finetune (docs/capability.md)
 CH7 = {"samples": 4, "threshold": 0.5, "refusals_per_answer": 1.0, "invented_share": 0.1,
        "idk_steps": 300, "idk_lr": 5e-5, "tool_steps": 300, "tool_lr": 1e-4,
-       "tool_replay": 0.7}
+       "idk_replay": 1.0, "idk_trainable": "", "tool_replay": 0.7}
 
 
-def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=None):
+def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=None,
+              trainable: str = ""):
     """Finetune the assistant (``ch.sft_model``'s weights, ``ch.sft_path``) on ``convs``; the
     model, its training result and the data's meta."""
     from course_lib import chat, tools
@@ -401,7 +402,7 @@ def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=N
                  "data_dir": str(ch.out / f"{name}_data"), "out_dir": str(ch.out / name),
                  "max_steps": 20 if ch.quick else steps, "max_lr": lr, "min_lr": lr / 10,
                  "warmup_steps": 10, "eval_every": 10 if ch.quick else 100,
-                 "sample_every": 10**6, "checkpoint_every": 0}
+                 "sample_every": 10**6, "checkpoint_every": 0, "trainable": trainable}
     if ch.threads:
         overrides["threads"] = ch.threads
     cfg = load_config("sft", **overrides)
@@ -446,8 +447,9 @@ def stage_tools(ch: Chain):
                       r.greedy_right] for r in results]}, default=str))
     # "I don't know"
     convs = H.refusal_conversations(mine, thr, ch.world, CH7["refusals_per_answer"],
-                                    CH7["invented_share"], seed=ch.seed)
-    idk, res, meta, cfg = _finetune(ch, convs, "idk", CH7["idk_steps"], CH7["idk_lr"])
+                                    CH7["invented_share"], CH7["idk_replay"], seed=ch.seed)
+    idk, res, meta, cfg = _finetune(ch, convs, "idk", CH7["idk_steps"], CH7["idk_lr"],
+                                    trainable=CH7["idk_trainable"])
     n_inv = 10 if ch.quick else 100
     ev = refusal_eval(idk, tok, kept, thr, ch.world, n_inv, ch.seed)
     export_model(idk, ch.out / "idk_model.pt", meta={"init_from": "sft_model.pt"})
@@ -498,6 +500,9 @@ def stage_tools(ch: Chain):
          f"{tev.get('names_read_before', float('nan')):.0%} / {tev['names_read']:.0%}"),
     ]
     ch.targets = (ch.targets or []) + ch7_targets(ev, tev)
+
+
+CH7_TARGETS = "'I don't know'"   # how chapter 7's target rows start
 
 
 def ch7_targets(ev: dict, tev: dict) -> list:
@@ -577,12 +582,16 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
 
 
 def _card_from(ch: Chain, numbers: dict, stages: list) -> None:
-    """Put earlier stages' rows (from a report card's json) on ``ch``'s card."""
+    """Put earlier stages' rows (from a report card's json) on ``ch``'s card, and the assistant's
+    targets when the assistant is one of them."""
     for name in stages:
         if name in numbers:
             rows = [(k, v) for k, v in numbers[name].items() if k != "seconds"]
             ch.card.append((name, rows + [("time", f"{numbers[name]['seconds']:.0f} s")]))
             ch.numbers[name] = numbers[name]
+    if "assistant" in stages:
+        ch.targets = [tuple(r) for r in numbers.get("targets", [])
+                      if not r[0].startswith(CH7_TARGETS)]
 
 
 def _resume(ch: Chain, names: list) -> str | None:
@@ -644,7 +653,7 @@ def write_report_card(ch: Chain) -> Path:
         lines += [f"## {stage}", "", "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in rows] + [""]
     if ch.targets:
-        lines += ["## what the second half of the course needs (issue 14's targets)", "",
+        lines += ["## what the second half of the course needs (issues 14 and 15's targets)", "",
                   "Measured on the assistant, on held-out items, greedy unless said.", "",
                   "| measure | value | target | met |", "|---|---|---|---|"]
         lines += [f"| {m} | {v} | {t} | {ok} |" for m, v, t, ok in ch.targets] + [""]

@@ -240,6 +240,10 @@ class TrainConfig:
     data_dir: str = "runs/data/course"
     # start from these weights (an ``export_model`` file) instead of random ones: finetuning
     init_from: str = ""
+    # train only the parameters whose names match this regular expression (the rest frozen);
+    # "" trains all. Chapter 7's refusal finetune trains the top block: the decision to refuse
+    # is learned there while the facts stored below stay as they were
+    trainable: str = ""
     # the optimization; one step sees batch_size x grad_accum_steps x world_size windows
     batch_size: int = 16
     grad_accum_steps: int = 1
@@ -481,6 +485,15 @@ def train(cfg: TrainConfig, tokenizer=None, resume: bool = False, progress: bool
             raise ValueError(f"init_from {cfg.init_from} is a {start_from.config}, but the config "
                              f"asks for a {model.config}; make the shapes agree")
         model.load_state_dict(start_from.state_dict())
+    if cfg.trainable:
+        import re
+
+        names = [n for n, _ in model.named_parameters()]
+        if not any(re.search(cfg.trainable, n) for n in names):
+            raise ValueError(f"trainable={cfg.trainable!r} matches no parameter; the names are "
+                             f"like {names[:3]} ... {names[-2:]}")
+        for n, p in model.named_parameters():
+            p.requires_grad_(re.search(cfg.trainable, n) is not None)
     optimizer = configure_optimizer(model, cfg, device_type)
     generator = torch.Generator().manual_seed(cfg.seed)  # draws the batches: same on every rank
     start, history, samples = 0, [], []

@@ -271,8 +271,15 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     card = (tmp_path / "report_card.md").read_text()
     assert "recipe v2" in card
     for heading in ("## world and crawl", "## tokenizer", "## base model", "## assistant",
-                    "## what the second half of the course needs"):
+                    "## hallucination and tools", "## what the second half of the course needs"):
         assert heading in card
+    # chapter 7's stage: the probe, two finetunes from the assistant, its targets on the card
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert len(probe["results"]) > 50 and probe["summary"]["all"]["n"] == len(probe["results"])
+    for name in ("idk_model", "tool_model"):
+        assert P.load_model(str(tmp_path / f"{name}.pt")).config == ch.sft_model.config
+        assert "eval" in json.loads((tmp_path / f"{name}.json").read_text())
+    assert any(r[0].startswith("'I don't know'") for r in numbers["targets"])
     assert "fact completion" in card and "| parameters |" in card
     # issue 14's targets are on the card, each with its value, target and verdict
     assert len(numbers["targets"]) >= 10
@@ -289,8 +296,8 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     assert numbers["assistant"]["facts the SFT data asks about, each about as often, with the "
                                 "true answer"] == "1,678 of 1,678"
 
-    # --resume: a finished run has nothing to do; one stopped before the assistant remakes only
-    # it, from the files of the stages it finished, keeping their card rows
+    # --resume: a finished run has nothing to do; one stopped before its last stage (chapter
+    # 7's) remakes only it, from the files of the stages it finished, keeping their card rows
     names = [n for n, _ in P.STAGES]
     assert numbers["chain"] == {"recipe": "v2", "seed": 0, "quick": True, "finished": names}
     assert P.run_chain(tmp_path, quick=True, recipe="v2", resume=True, progress=False).model is None

@@ -30,6 +30,7 @@ CHAPTERS = {
     4: ("04_pretraining", "train", "pretraining", ["base"]),
     5: ("05_inference", "generate", "inference", []),
     6: ("06_finetuning", "chat", "finetuning", ["sft"]),
+    7: ("07_hallucinations_tools", "tools", "tools", ["idk", "tools"]),
 }
 
 
