@@ -185,6 +185,38 @@ CHAPTERS = {
         secrets=("seed=4242", "seed=8128", "Sé breve", "Anyone?"),
         wrong_in_process=False,  # test_finetuning_checks.py
     ),
+    "tools": Chapter(
+        points={"test_hallucination_rate": 2, "test_build_refusal_data": 2,
+                "test_parse_tool_call": 3, "test_run_tool_loop": 5},
+        # conversations, a parsed call, a loop the scripted model reports as runaway (a rate
+        # crosses in the untouched release, a loop's ids and mask in the edited locked cell)
+        graded_wrong=["refusal_strict", "parse_token_by_token", "loop_never_stops"],
+        said={"rate_counts_refusals": "a refusal never counts",
+              "rate_substring": "it must stand as whole words",
+              "rate_case_sensitive": "compare in any case",
+              "refusal_strict": "at least 0.5 of them, so the data answers it",
+              "parse_token_by_token": "decode the call's ids together",
+              "parse_first_call": "take the last <|tool_start|>",
+              "loop_trains_on_results": "the model must not learn to write tool outputs",
+              "loop_never_stops": "the loop did not stop"},
+        # a loop that hangs without calling the model (the scripted model stops one that calls
+        # it: loop_never_stops); its test cell and first graded call time out
+        broken=[("syntax-error-cell", "test_run_tool_loop", "name 'run_tool_loop' is not defined"),
+                ("infinite-loop-function", "test_run_tool_loop", "did not finish")],
+        # run_tool_loop calls the imported reference parse_tool_call and keeps its points
+        references=(["test_build_refusal_data", "test_parse_tool_call"],
+                    ["course_lib.hallucination.build_refusal_data",
+                     "course_lib.tools.parse_tool_call"]),
+        # the locked cell was edited to report the reference's ids and mask around a loop that
+        # trains on the results; graded with the released cell, the loop loses its task
+        edited_locked=("run_tool_loop_on_script", "test_run_tool_loop",
+                       "the model must not learn to write tool outputs"),
+        feedback=("wrong-parse-token-by-token", 3, 5),
+        gradebook={"wrong-refusal-strict": 12.0 - 2, "wrong-loop-never-stops": 12.0 - 5},
+        secrets=("seed=1729", "seed=2718", "seed=3141", "seed=1618", "maps: Kessel",
+                 "file_1790", "Time: 12:30"),
+        wrong_in_process=False,  # test_tools_checks.py
+    ),
 }
 
 pytestmark = pytest.mark.slow
