@@ -384,7 +384,7 @@ def stage_assistant(ch: Chain):
 # chapter 7's recipe: the probe, the refusal finetune, the tool finetune (docs/capability.md)
 CH7 = {"samples": 4, "threshold": 0.5, "refusals_per_answer": 1.0, "invented_share": 0.1,
        "idk_steps": 300, "idk_lr": 5e-5, "tool_steps": 300, "tool_lr": 1e-4,
-       "idk_replay": 1.0, "idk_trainable": "", "tool_replay": 0.7}
+       "idk_replay": 1.0, "idk_trainable": "", "tool_threshold": 0.25, "tool_replay": 0.7}
 
 
 def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=None,
@@ -457,11 +457,12 @@ def stage_tools(ch: Chain):
         {"config": vars(cfg), "data": meta, "seconds": res.seconds, "history": res.history,
          "recipe": CH7, "eval": ev}, indent=1, default=str))
     # tools
-    convs = tools.tool_conversations(mine, thr, ch.world, 150 if ch.quick else 1500,
+    tthr = CH7["tool_threshold"]
+    convs = tools.tool_conversations(mine, tthr, ch.world, 150 if ch.quick else 1500,
                                      40 if ch.quick else 400, CH7["tool_replay"], ch.seed)
     tm, res, tmeta, tcfg = _finetune(ch, convs, "tool", CH7["tool_steps"], CH7["tool_lr"],
                                      render=tools.render_tool_conversation)
-    tev = tool_eval(tm, tok, kept, thr, ch.world, train_texts, n=30 if ch.quick else 300,
+    tev = tool_eval(tm, tok, kept, tthr, ch.world, train_texts, n=30 if ch.quick else 300,
                     n_problems=4 if ch.quick else 40, seed=ch.seed, without=ch.sft_model)
     export_model(tm, ch.out / "tool_model.pt", meta={"init_from": "sft_model.pt"})
     (ch.out / "tool_model.json").write_text(json.dumps(

@@ -588,7 +588,7 @@ def generate_with_tools(model, tokenizer, prompt: list[int], tools: dict | None 
     device = _model_device(model)
     block = model.config.block_size
     model.eval()
-    ids, mask, written, calls = [], [], 0, 0
+    ids, mask, written, calls, open_call = [], [], 0, 0, False
     while written < max_new_tokens:
         window = (list(prompt) + ids)[-block:]
         logits, _ = model(torch.tensor([window], device=device))
@@ -598,18 +598,20 @@ def generate_with_tools(model, tokenizer, prompt: list[int], tools: dict | None 
         written += 1
         if nxt == CHAT_TOKENS[IM_END]:
             break
+        if nxt == TOOL_TOKENS[TOOL_START]:
+            open_call = True
         if nxt != TOOL_TOKENS[TOOL_END]:
             continue
         if calls >= max_calls:   # every <|tool_end|> is a call, well formed or not
             result = f"error: no more tool calls in this reply (at most {max_calls})"
+        elif not open_call:      # a stray close: the last call was answered already
+            result = "error: <|tool_end|> with no <|tool_start|> before it"
         else:
             try:
-                call = parse_tool_call(ids, tok)
-                result = ("error: <|tool_end|> with no <|tool_start|> before it" if call is None
-                          else call_tool(*call, tools))
+                result = call_tool(*parse_tool_call(ids, tok), tools)
             except ValueError as e:
                 result = f"error: {e}"
-        calls += 1
+        calls, open_call = calls + 1, False
         pasted = [TOOL_TOKENS[RESULT_START], *tok.encode_ordinary(result),
                   TOOL_TOKENS[RESULT_END]]
         ids += pasted
@@ -625,13 +627,22 @@ _NUMBERS = re.compile(r"\d+")
 _OPERATOR = {"addition": "+", "subtraction": "-", "multiplication": "*"}
 
 
-def search_reply(fact, answer: str, index: SearchIndex | None = None) -> str:
+def search_reply(fact, answer: str | None = None, index: SearchIndex | None = None) -> str:
     """An assistant message that looks ``fact``'s subject up and then answers: the call
     ``search: <subject>``, the result the index gives for it (what the loop will paste), then
-    ``answer``."""
+    ``answer``; by default the result's sentence that states the fact, copied (a small model
+    copies a sentence it can see far better than it rewords one)."""
     index = index or _world_index()
-    return (format_call("search", fact.subject) + format_result(index.tool(fact.subject))
-            + answer)
+    result = index.tool(fact.subject)
+    if answer is None:
+        stating = [s for s in _sentences(result) if re.search(
+            rf"(?<!\w){re.escape(fact.value)}(?!\w)", s)]
+        answer = stating[0] if stating else fact.sentence
+    return format_call("search", fact.subject) + format_result(result) + answer
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=\.)\s+", text) if s.strip()]
 
 
 def calculator_reply(problem) -> str:
@@ -691,7 +702,7 @@ def tool_conversations(results, threshold: float, world, n_calculator: int = 150
     facts = []
     for r in results:
         f = world.by_name(r.subject).fact(r.relation)
-        content = r.reference if knows(r, threshold) else search_reply(f, r.reference, index)
+        content = r.reference if knows(r, threshold) else search_reply(f, index=index)
         facts.append([{"role": "user", "content": r.question},
                       {"role": "assistant", "content": content}])
     calc = []

@@ -576,8 +576,11 @@ def test_tool_conversations_search_only_what_the_model_does_not_know(world, tok)
         if H.knows(r, 0.5):
             assert r.reference in said[r.question], r.question
             assert not any(TOOL_START in a for a in said[r.question])
-        else:   # looked up, and never answered from memory anywhere in the data
-            assert said[r.question] == [searched + r.reference], r.question
+        else:   # looked up, answered with the result's sentence, never from memory
+            f = world.by_name(r.subject).fact(r.relation)
+            (answer,) = said[r.question]
+            assert answer == T.search_reply(f) and answer.startswith(searched), r.question
+            assert C.says(answer.split(RESULT_END)[-1], r.truth), answer
     sums = [c for c in convs if T._is_sum(c)]
     assert len(sums) == 30 and all(T.format_call("calculator", "")[:-len(TOOL_END)]
                                    in c[1]["content"] for c in sums), "sums use the calculator"
@@ -587,3 +590,22 @@ def test_tool_conversations_search_only_what_the_model_does_not_know(world, tok)
     for c in convs:   # every conversation renders, results masked
         ids, mask = T.render_tool_conversation(c, tok)
         assert len(ids) == len(mask)
+
+
+def test_a_stray_tool_end_after_a_call_does_not_run_that_call_again(tok):
+    """A model that closes a call, reads its result, then writes <|tool_end|> again: the second
+    close has no call of its own, so it gets an error result, not the first call's page again."""
+    from course_lib.grading.tools import ScriptedModel
+
+    prompt = [tok.special_tokens[ENDOFTEXT]] + T.render_tool_prompt(
+        [{"role": "user", "content": "Who is Tova Lind?"}], tok)
+    script = (_ids(tok, T.format_call("search", "Tova Lind") + "Hmm.") + [TOOL_TOKENS[TOOL_END]]
+              + _ids(tok, "Done.") + [CHAT_TOKENS[IM_END]])
+    ran = []
+    tools = {"search": lambda q: ran.append(q) or f"page of {q}"}
+    ids, mask = T.generate_with_tools(ScriptedModel(prompt, script), tok, prompt, tools,
+                                      max_new_tokens=40)
+    text = tok.decode(ids)
+    assert ran == ["Tova Lind"], ran
+    assert text.count("page of Tova Lind") == 1 and "error: <|tool_end|> with no" in text, text
+    assert [i for i, m in zip(ids, mask) if m] == script
