@@ -206,6 +206,31 @@ def load_model(name_or_path: str | Path = "base", device: str = "cpu"):
     weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
     model.load_state_dict(weights)
     model.eval()
+    bias = state.get("meta", {}).get("logit_bias")
+    return with_logit_bias(model, {int(k): v for k, v in bias.items()}) if bias else model
+
+
+def with_logit_bias(model, bias: dict):
+    """``model`` with constants added to some tokens' logits at every position, ``{token id:
+    bias}`` (what OpenAI's API calls ``logit_bias``): a forward hook, kept in the model's
+    ``logit_bias`` attribute. A shipped model whose ``export_model`` meta holds a
+    ``"logit_bias"`` gets it when loaded (chapter 7's "I don't know" model: its refusal
+    threshold, picked from the trade-off curve)."""
+    import torch
+
+    ids = torch.tensor(sorted(bias), dtype=torch.long)
+    add = torch.tensor([float(bias[i]) for i in sorted(bias)])
+
+    def hook(module, args, output):
+        logits, loss = output
+        logits = logits.clone()
+        logits[..., ids.to(logits.device)] += add.to(logits.device, logits.dtype)
+        return logits, loss
+
+    if getattr(model, "logit_bias", None):
+        raise ValueError("the model has a logit bias already; load it again to set another")
+    model.register_forward_hook(hook)
+    model.logit_bias = dict(bias)
     return model
 
 

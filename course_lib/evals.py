@@ -597,7 +597,23 @@ def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
 # Chapter 7: hallucination, refusals and tools
 # --------------------------------------------------------------------------------------------
 
-REFUSAL_BIASES = (-6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
+REFUSAL_BIASES = tuple(b / 4 for b in range(-24, 13))   # -6 to 3 in steps of 0.25
+
+
+@torch.no_grad()
+def _refusal_side(model, tokenizer, results, threshold: float, biases) -> dict:
+    """The curve of ``hallucination.refusal_curve`` on the facts of ``results`` the assistant
+    knew or never got right."""
+    from course_lib import hallucination as H
+
+    known = [r for r in results if H.knows(r, threshold)]
+    unknown = [r for r in results if H.never_right(r)]
+    qs = [r.question for r in known + unknown]
+    margins, _ = H.refusal_margins(model, tokenizer, qs)
+    forced = H.answers_without_refusal(model, tokenizer, qs)
+    curve = H.refusal_curve(margins, forced, [r.truth for r in known + unknown],
+                            [True] * len(known) + [False] * len(unknown), list(biases))
+    return {"known": known, "unknown": unknown, "curve": curve}
 
 
 def probe_summary(results, world, texts: list[str] | None = None) -> dict:
@@ -619,42 +635,54 @@ def probe_summary(results, world, texts: list[str] | None = None) -> dict:
 @torch.no_grad()
 def refusal_eval(model, tokenizer, results, threshold: float, world, n_invented: int = 100,
                  seed: int = 0, biases=REFUSAL_BIASES) -> dict:
-    """The "I don't know" model ``model`` on the probe ``results`` of facts kept out of its data
-    (``hallucination.kept_out``): on the facts the assistant knew (``knows``), accuracy before
-    (its greedy answer) and after, and false refusals; on the facts it was ``never_right``
-    about, the hallucination rate before and after; questions about invented entities
-    refused; and the trade-off curve over a bias on the refusal's first token."""
+    """The "I don't know" model ``model`` (no logit bias) on the probe ``results`` of facts kept
+    out of its data (``hallucination.kept_out``). On the ``tuning`` half, the trade-off curve
+    over a bias on the refusal's first token, and the bias to ship (``pick_threshold``). On the
+    other half, with that bias (``assets.with_logit_bias``, greedy replies): on the facts the
+    assistant knew (``knows``), accuracy before (its greedy answer) and after, and false
+    refusals; on the facts it was ``never_right`` about, the hallucination rate before and
+    after; the curve there too; and questions about invented entities refused."""
+    import copy
+
     from course_lib import chat as C
     from course_lib import hallucination as H
+    from course_lib.assets import with_logit_bias
 
-    known = [r for r in results if H.knows(r, threshold)]
-    unknown = [r for r in results if H.never_right(r)]
+    tune = H.tuning(world)
+    tuning = _refusal_side(model, tokenizer, [r for r in results if r.subject in tune],
+                           threshold, biases)
+    bias = H.pick_threshold(tuning["curve"], H.hallucination_rate(
+        [r.greedy for r in tuning["unknown"]], [r.truth for r in tuning["unknown"]],
+        [H.refuses(r.greedy) for r in tuning["unknown"]]))
+    test = _refusal_side(model, tokenizer, [r for r in results if r.subject not in tune],
+                         threshold, biases)
+    shipped = with_logit_bias(copy.deepcopy(model), {H.refusal_token(tokenizer): bias})
+    known, unknown = test["known"], test["unknown"]
     rs = known + unknown
-    qs = [r.question for r in rs]
-    after = C.replies(model, tokenizer, [[{"role": "user", "content": q}] for q in qs], 24)
+    after = C.replies(shipped, tokenizer, [[{"role": "user", "content": r.question}]
+                                           for r in rs], 24)
     refused = [H.refuses(a) for a in after]
     k, u = range(len(known)), range(len(known), len(rs))
     invented = H.invented_questions(world, n_invented, seed + 7)
-    inv = C.replies(model, tokenizer, [[{"role": "user", "content": q}] for q in invented], 24)
-    margins, _ = H.refusal_margins(model, tokenizer, qs)
-    forced = H.answers_without_refusal(model, tokenizer, qs)
-    truths = [r.truth for r in rs]
-    curve = H.refusal_curve(margins, forced, truths, [True] * len(known) + [False] * len(unknown),
-                            list(biases))
+    inv = C.replies(shipped, tokenizer, [[{"role": "user", "content": q}] for q in invented], 24)
     examples = [(r.question, r.truth, r.greedy, a) for r, a in zip(rs, after)]
     return {
-        "known": len(known), "unknown": len(unknown),
+        "bias": bias, "known": len(known), "unknown": len(unknown),
         "known_accuracy_before": _mean(r.greedy_right for r in known),
-        "known_accuracy_after": _mean(C.says(after[i], truths[i]) and not refused[i] for i in k),
+        "known_accuracy_after": _mean(C.says(after[i], rs[i].truth) and not refused[i]
+                                      for i in k),
         "false_refusal": _mean(refused[i] for i in k),
         "hallucination_before": H.hallucination_rate([r.greedy for r in unknown],
                                                      [r.truth for r in unknown],
                                                      [H.refuses(r.greedy) for r in unknown]),
-        "hallucination_after": H.hallucination_rate([after[i] for i in u], [truths[i] for i in u],
+        "hallucination_after": H.hallucination_rate([after[i] for i in u],
+                                                    [rs[i].truth for i in u],
                                                     [refused[i] for i in u]),
         "invented_refused": _mean(H.refuses(a) for a in inv),
         "invented_examples": list(zip(invented[:5], inv[:5])),
-        "curve": curve, "examples": examples[:3] + examples[len(known):len(known) + 3]}
+        "curve": test["curve"], "curve_tuning": tuning["curve"],
+        "tuning": {"known": len(tuning["known"]), "unknown": len(tuning["unknown"])},
+        "examples": examples[:3] + examples[len(known):len(known) + 3]}
 
 
 @torch.no_grad()

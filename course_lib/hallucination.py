@@ -16,9 +16,12 @@ separates its right answers from its wrong ones); the refusal data wires that se
   ``threshold`` of its samples is answered, any other refused;
 - ``invented_questions``: questions about entities that do not exist (a model that knows what it
   does not know refuses them all);
-- ``refusal_margins``, ``answers_without_refusal``, ``refusal_curve``: the refusal decision read
-  off the reply's first token, and what the model says when it may not refuse, so that one
-  finetuned model gives the whole trade-off curve (a bias on that token moves the threshold).
+- ``refusal_margins``, ``answers_without_refusal``, ``refusal_curve``, ``pick_threshold``: the
+  refusal decision read off the reply's first token, and what the model says when it may not
+  refuse, so that one finetuned model gives the whole trade-off curve (a bias on that token
+  moves the threshold), and the bias chosen from it;
+- ``kept_out``, ``tuning``, ``knows``, ``never_right``, ``refusal_conversations``: the balanced
+  data, and the entities it never mentions.
 """
 
 from __future__ import annotations
@@ -224,11 +227,18 @@ def refusal_curve(margins: list[float], answers: list[str], truths: list[str],
 
 
 def kept_out(world) -> frozenset:
-    """The names of a fifth of the world's entities, fixed by a hash: never in chapter 7's
+    """The names of two fifths of the world's entities, fixed by a hash: never in chapter 7's
     finetuning data (refusals, searches), so that what the finetuned models do on them measures
-    what they learned to decide, not what they were told about those facts."""
+    what they learned to decide, not what they were told about those facts. Half of them
+    (``tuning``) choose the refusal threshold, the other half measure the result."""
     return frozenset(e.name for e in world.entities
-                     if hashlib.sha256(f"course-kept-out/{e.name}".encode()).digest()[0] % 5 == 0)
+                     if hashlib.sha256(f"course-kept-out/{e.name}".encode()).digest()[0] % 5 < 2)
+
+
+def tuning(world) -> frozenset:
+    """The half of ``kept_out`` on which the refusal threshold is chosen (never measured on)."""
+    return frozenset(n for n in kept_out(world)
+                     if hashlib.sha256(f"course-tuning/{n}".encode()).digest()[0] % 2 == 0)
 
 
 def knows(result: ProbeResult, threshold: float) -> bool:
@@ -265,3 +275,16 @@ def refusal_conversations(results: list[ProbeResult], threshold: float, world,
     out = facts + invented + replay
     rng.shuffle(out)
     return out
+
+
+def pick_threshold(curve: list[dict], hallucination_before: float, cut: float = 3.0,
+                   max_false_refusal: float = 0.20) -> float:
+    """The refusal bias to ship, from a ``refusal_curve`` measured on facts kept for tuning: the
+    least refusing bias (the most known facts kept) whose hallucination is at most
+    ``hallucination_before / cut`` with at most ``max_false_refusal`` false refusals; when no
+    bias reaches the cut, the one with the least hallucination within the false refusals."""
+    within = [r for r in curve if r["false_refusal"] <= max_false_refusal + 1e-9] or curve
+    enough = [r for r in within if r["hallucination"] <= hallucination_before / cut + 1e-9]
+    if enough:
+        return min(enough, key=lambda r: (r["bias"]))["bias"]
+    return min(within, key=lambda r: (r["hallucination"], r["bias"]))["bias"]

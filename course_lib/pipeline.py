@@ -382,9 +382,10 @@ def stage_assistant(ch: Chain):
 
 
 # chapter 7's recipe: the probe, the refusal finetune, the tool finetune (docs/capability.md)
-CH7 = {"samples": 4, "threshold": 0.5, "refusals_per_answer": 1.0, "invented_share": 0.1,
-       "idk_steps": 300, "idk_lr": 5e-5, "tool_steps": 300, "tool_lr": 1e-4,
-       "idk_replay": 1.0, "idk_trainable": "", "tool_threshold": 0.25, "tool_replay": 0.7}
+CH7 = {"samples": 4, "threshold": 0.5, "refusals_per_answer": 1.0, "invented_share": 0.5,
+       "idk_steps": 300, "idk_lr": 3e-4, "tool_steps": 800, "tool_lr": 2e-4,
+       "idk_replay": 1.0, "idk_trainable": r"h\.3\.|ln_f", "tool_threshold": 0.25, "tool_replay": 0.7,
+       "tool_trainable": ""}
 
 
 def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=None,
@@ -394,7 +395,8 @@ def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=N
     from course_lib import chat, tools
 
     tok = tools.tool_tokenizer(ch.tokenizer)
-    meta = chat.prepare_sft_data(tok, ch.out / f"{name}_data", convs, render=render)
+    meta = chat.prepare_sft_data(tok, ch.out / f"{name}_data", convs, render=render,
+                                 val_every=4 if ch.quick else VAL_EVERY)
     mc = ch.sft_model.config
     overrides = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
                  "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
@@ -432,7 +434,7 @@ def stage_tools(ch: Chain):
     thr = CH7["threshold"]
     pairs = None
     if ch.quick:
-        pairs = {(e.name, r) for e in ch.world.entities[::25] for r in e.facts}
+        pairs = {(e.name, r) for e in ch.world.entities[::10] for r in e.facts}
     t0 = time.perf_counter()
     results = H.probe(ch.sft_model, tok, ch.world, pairs, samples=2 if ch.quick else CH7["samples"],
                       seed=ch.seed)
@@ -448,11 +450,14 @@ def stage_tools(ch: Chain):
     # "I don't know"
     convs = H.refusal_conversations(mine, thr, ch.world, CH7["refusals_per_answer"],
                                     CH7["invented_share"], CH7["idk_replay"], seed=ch.seed)
+    n_refused = sum(c[-1]["content"] == H.REFUSAL for c in convs)
+    idk_data = f"{len(convs):,}, of which {n_refused:,} end with a refusal"
     idk, res, meta, cfg = _finetune(ch, convs, "idk", CH7["idk_steps"], CH7["idk_lr"],
                                     trainable=CH7["idk_trainable"])
     n_inv = 10 if ch.quick else 100
     ev = refusal_eval(idk, tok, kept, thr, ch.world, n_inv, ch.seed)
-    export_model(idk, ch.out / "idk_model.pt", meta={"init_from": "sft_model.pt"})
+    export_model(idk, ch.out / "idk_model.pt", meta={
+        "init_from": "sft_model.pt", "logit_bias": {H.refusal_token(tok): ev["bias"]}})
     (ch.out / "idk_model.json").write_text(json.dumps(
         {"config": vars(cfg), "data": meta, "seconds": res.seconds, "history": res.history,
          "recipe": CH7, "eval": ev}, indent=1, default=str))
@@ -461,7 +466,8 @@ def stage_tools(ch: Chain):
     convs = tools.tool_conversations(mine, tthr, ch.world, 150 if ch.quick else 1500,
                                      40 if ch.quick else 400, CH7["tool_replay"], ch.seed)
     tm, res, tmeta, tcfg = _finetune(ch, convs, "tool", CH7["tool_steps"], CH7["tool_lr"],
-                                     render=tools.render_tool_conversation)
+                                     render=tools.render_tool_conversation,
+                                     trainable=CH7["tool_trainable"])
     tev = tool_eval(tm, tok, kept, tthr, ch.world, train_texts, n=30 if ch.quick else 300,
                     n_problems=4 if ch.quick else 40, seed=ch.seed, without=ch.sft_model)
     export_model(tm, ch.out / "tool_model.pt", meta={"init_from": "sft_model.pt"})
@@ -480,9 +486,14 @@ def stage_tools(ch: Chain):
         ("probe: greedy right, most-named decile / least-named",
          f"{summary['deciles'][min(summary['deciles'])]['greedy']:.0%} / "
          f"{summary['deciles'][max(summary['deciles'])]['greedy']:.0%}"),
-        ("'I don't know' data: conversations (facts answered / refused / invented / replay)",
+        ("'I don't know' data: conversations (known facts answered, never-right facts and "
+         "invented entities refused, chapter 6's replayed)", idk_data),
+        ("tool data: conversations (searches, calculator, named system messages, replay)",
          f"{len(convs):,}"),
-        ("kept-out facts the assistant knew / never got right", f"{ev['known']} / {ev['unknown']}"),
+        ("kept-out facts the assistant knew / never got right (the half not used for tuning)",
+         f"{ev['known']} / {ev['unknown']}"),
+        ("refusal threshold: bias on the refusal's first token, picked on the tuning half",
+         f"{ev['bias']:+.2f}"),
         ("hallucination on never-right facts, before / after",
          f"{ev['hallucination_before']:.0%} / {ev['hallucination_after']:.0%}"),
         ("accuracy on known facts, before / after; false refusals",
@@ -696,6 +707,9 @@ def _main(argv=None):
                    help=f"how the models are made (default {SHIPPED_RECIPE}, the shipped one)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override training settings, e.g. --set max_steps=100")
+    p.add_argument("--ch7", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"change chapter 7's recipe (CH7), e.g. --ch7 idk_steps=300; keys: "
+                        f"{', '.join(CH7)}")
     p.add_argument("--resume", action="store_true",
                    help="start after the last stage a previous run into --out finished")
     p.add_argument("--ship", action="store_true",
@@ -705,6 +719,14 @@ def _main(argv=None):
     if args.ship and args.recipe != SHIPPED_RECIPE:
         raise SystemExit(f"--ship with --recipe {args.recipe}: set SHIPPED_RECIPE to "
                          f"{args.recipe!r} first (and re-release what depends on the models)")
+    for kv in args.ch7:
+        key, eq, value = kv.partition("=")
+        if not eq or key not in CH7:
+            raise SystemExit(f"--ch7 {kv!r}: write KEY=VALUE with KEY one of {', '.join(CH7)}")
+        CH7[key] = type(CH7[key])(value)
+    if args.ch7 and args.ship:
+        raise SystemExit("--ship with --ch7: change CH7 in course_lib/pipeline.py instead, so "
+                         "that the shipped models are what the code says")
     ch = run_chain(args.out, args.start, args.quick, threads=args.threads, config=args.config,
                    overrides=parse_overrides(args.set), recipe=args.recipe, resume=args.resume)
     print((ch.out / "report_card.md").read_text())

@@ -89,10 +89,11 @@ def test_invented_questions_ask_about_no_entity_of_the_world(world):
     assert not any(f" {n} " in f" {q[:-1]} " for q in qs for n in names if len(n) > 3)
 
 
-def test_kept_out_is_a_fixed_fifth_of_the_entities(world):
-    out = H.kept_out(world)
-    assert 0.15 < len(out) / len(world.entities) < 0.25
-    assert out == H.kept_out(make_world())
+def test_kept_out_is_a_fixed_two_fifths_of_the_entities_half_of_them_for_tuning(world):
+    out, tune = H.kept_out(world), H.tuning(world)
+    assert 0.35 < len(out) / len(world.entities) < 0.45
+    assert tune < out and 0.4 < len(tune) / len(out) < 0.6
+    assert out == H.kept_out(make_world()) and tune == H.tuning(make_world())
 
 
 def test_refusal_conversations_are_balanced_and_never_contradict_a_refusal(world):
@@ -150,3 +151,30 @@ def test_the_probe_samples_and_marks_answers(sft, tok, world):
         assert C.says(r.reference, r.truth)
     assert rs == H.probe(sft, tok, world, pairs, samples=2), "the same seed, the same probe"
     assert any(r.greedy_right for r in rs), "the most popular entities' facts are known"
+
+
+def test_pick_threshold_keeps_the_most_known_facts_that_reach_the_cut():
+    curve = [{"bias": -2, "hallucination": 0.8, "known_accuracy": 1.0, "false_refusal": 0.0},
+             {"bias": 0, "hallucination": 0.3, "known_accuracy": 0.92, "false_refusal": 0.05},
+             {"bias": 1, "hallucination": 0.2, "known_accuracy": 0.85, "false_refusal": 0.1},
+             {"bias": 2, "hallucination": 0.1, "known_accuracy": 0.7, "false_refusal": 0.3}]
+    assert H.pick_threshold(curve, 1.0) == 0, "the least refusing bias with <= 1/3"
+    assert H.pick_threshold(curve, 1.0, cut=4) == 1
+    assert H.pick_threshold(curve, 1.0, cut=8) == 1, "none reaches 1/8 within 20 %: the lowest"
+    assert H.pick_threshold(curve, 1.0, cut=8, max_false_refusal=0.5) == 2
+
+
+def test_a_logit_bias_moves_the_refusal_and_ships_with_the_model(sft, tok, world, tmp_path):
+    qs = [question_for(e.fact(sorted(e.facts)[0])) for e in world.entities[:6]]
+    rid = H.refusal_token(tok)
+    margins, _ = H.refusal_margins(sft, tok, qs)
+    path = assets.export_model(sft, tmp_path / "m.pt", meta={"logit_bias": {rid: 5.0}})
+    biased = assets.load_model(path)
+    assert biased.logit_bias == {rid: 5.0}
+    shifted, _ = H.refusal_margins(biased, tok, qs)
+    assert shifted == pytest.approx([m + 5.0 for m in margins], abs=1e-4)
+    forced = assets.with_logit_bias(assets.load_model("sft"), {rid: 100.0})
+    assert all(H.refuses(a) or a.startswith("I") for a in C.replies(
+        forced, tok, [[{"role": "user", "content": q}] for q in qs], 8))
+    with pytest.raises(ValueError, match="logit bias already"):
+        assets.with_logit_bias(biased, {rid: 1.0})
