@@ -251,6 +251,9 @@ def never_right(result: ProbeResult) -> bool:
     return not result.greedy_right and not any(result.right)
 
 
+MIN_FACTS = 100   # the invented and replayed shares count at least this many facts
+
+
 def refusal_conversations(results: list[ProbeResult], threshold: float, world,
                           refusals_per_answer: float = 1.0, invented_share: float = 0.1,
                           replay_share: float = 1.0, seed: int = 0) -> list[list[dict]]:
@@ -259,7 +262,9 @@ def refusal_conversations(results: list[ProbeResult], threshold: float, world,
     refused (``build_refusal_data``; the facts in between are left out: taught neither way),
     questions about invented entities refused (``invented_share`` of the facts), and chapter
     6's conversations replayed (``replay_share`` of the facts; their fact questions only about
-    what the model knows, so that no replayed answer contradicts a refusal), shuffled."""
+    what the model knows, so that no replayed answer contradicts a refusal), shuffled. The
+    shares count at least ``MIN_FACTS`` facts: a model that knows nothing (a quick chain's)
+    gets no fact conversations, but still invented ones and replay."""
     from course_lib.chat import sft_conversations
 
     rng = random.Random(f"course-refusals-{seed}")
@@ -268,9 +273,10 @@ def refusal_conversations(results: list[ProbeResult], threshold: float, world,
     rng.shuffle(unknown)
     unknown = unknown[:int(refusals_per_answer * len(known))]
     facts = build_refusal_data(known + unknown, threshold)
+    base = max(len(facts), MIN_FACTS)   # a model that knows nothing still gets data
     invented = [[{"role": "user", "content": q}, {"role": "assistant", "content": REFUSAL}]
-                for q in invented_questions(world, int(invented_share * len(facts)), seed)]
-    replay = sft_conversations(world, int(replay_share * len(facts)), seed + 1, skills=True,
+                for q in invented_questions(world, int(invented_share * base), seed)]
+    replay = sft_conversations(world, int(replay_share * base), seed + 1, skills=True,
                                known={(r.subject, r.relation): r.truth for r in known})
     out = facts + invented + replay
     rng.shuffle(out)

@@ -178,3 +178,13 @@ def test_a_logit_bias_moves_the_refusal_and_ships_with_the_model(sft, tok, world
         forced, tok, [[{"role": "user", "content": q}] for q in qs], 8))
     with pytest.raises(ValueError, match="logit bias already"):
         assets.with_logit_bias(biased, {rid: 1.0})
+
+
+def test_a_model_that_knows_nothing_still_gets_refusal_data(world):
+    """A quick chain's model knows no fact: no fact is answered or refused (the balance leaves
+    none), but invented entities and replay still make a data set to train on."""
+    rs = [H.ProbeResult(question_for(e.fact("born")), e.facts["born"], "x", ("y",) * 2,
+                        (False,) * 2, e.name, "born", "z", False) for e in world.of_kind("person")[:20]]
+    convs = H.refusal_conversations(rs, 0.5, world, invented_share=0.5, replay_share=1.0)
+    assert len(convs) == H.MIN_FACTS // 2 + H.MIN_FACTS
+    assert not {r.question for r in rs} & {c[0]["content"] for c in convs}
