@@ -516,6 +516,25 @@ def _make_check(key: str, task: Task):
 # --------------------------------------------------------------------------------------------
 
 
+def as_ints(x):
+    """A returned list, tuple or 1-d tensor of ints (bools and whole floats count) as a list of
+    ints, or None when it is not one: for comparing ids and masks whatever container a student
+    returned them in."""
+    if hasattr(x, "tolist") and not isinstance(x, (list, tuple)):
+        if getattr(x, "ndim", 1) != 1:
+            return None
+        x = x.tolist()
+    if not isinstance(x, (list, tuple)):
+        return None
+    out = []
+    for v in x:
+        if isinstance(v, (bool, int)) or (isinstance(v, float) and v.is_integer()):
+            out.append(int(v))
+        else:
+            return None
+    return out
+
+
 def close_tensor(expected, actual, rtol=1e-4, atol=1e-5, what=None, nonfinite=None):
     """None when ``actual`` is a tensor equal to ``expected`` within the tolerance, else what
     differs (the worst element for its own tolerance). ``what`` names the value in messages

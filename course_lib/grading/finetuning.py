@@ -39,7 +39,7 @@ import random
 import torch
 
 from course_lib import chat as _chat
-from course_lib.grading.checks import Assignment, Task, as_args, short
+from course_lib.grading.checks import Assignment, Task, as_args, as_ints, short
 
 # off limits while a student's function runs: every function of course_lib.chat but ALLOWED,
 # and the reference_* functions here (the locked cells' on_chat_tokenizer / on_logits work)
@@ -224,23 +224,6 @@ def _render_cases(seed=0, n_random=8, extra=None):
     return [(c,) for c in fixed + bad + out] + as_args(extra)
 
 
-def _as_ints(x):
-    """A returned list/tuple/tensor of 0/1 or ids as a list of ints, or None when it is not."""
-    if hasattr(x, "tolist") and not isinstance(x, (list, tuple)):
-        if getattr(x, "ndim", 1) != 1:
-            return None
-        x = x.tolist()
-    if not isinstance(x, (list, tuple)):
-        return None
-    out = []
-    for v in x:
-        if isinstance(v, (bool, int)) or (isinstance(v, float) and v.is_integer()):
-            out.append(int(v))
-        else:
-            return None
-    return out
-
-
 def _segments(conversation):
     """One label per position of the rendered conversation: which message and which part."""
     tok = _tokenizer()
@@ -271,7 +254,7 @@ def _compare_render(args, expected, actual):
     if "returned" in actual:
         return (f"returned a {type(actual['returned']).__name__}: return a pair (ids, mask) of "
                 "two lists of ints")
-    ids, mask = _as_ints(actual["ids"]), _as_ints(actual["mask"])
+    ids, mask = as_ints(actual["ids"]), as_ints(actual["mask"])
     if ids is None:
         return "ids is not a list of ints"
     if mask is None:

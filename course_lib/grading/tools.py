@@ -48,8 +48,8 @@ from course_lib import hallucination as _hallucination
 from course_lib import tools as _tools
 from course_lib.assets import (ENDOFTEXT, IM_END, IM_SEP, IM_START, RESULT_END, RESULT_START,
                                SPECIAL_TOKENS, TOOL_END, TOOL_START, VOCAB_SIZE, course_tokenizer)
-from course_lib.grading.checks import (Assignment, Task, as_args, close_number, compare_exact,
-                                       short)
+from course_lib.grading.checks import (Assignment, Task, as_args, as_ints, close_number,
+                                       compare_exact, short)
 
 # off limits while a student's function runs: course_lib.hallucination, course_lib.tools and
 # course_lib.chat (its says() is hallucination_rate's rule), the reference_* functions here;
@@ -742,23 +742,6 @@ def _is_error(block) -> bool:
     return _text(block[1:-1]).startswith("error:")
 
 
-def _as_ints(x):
-    """A returned list/tuple/tensor of ints as a list of ints, or None when it is not."""
-    if hasattr(x, "tolist") and not isinstance(x, (list, tuple)):
-        if getattr(x, "ndim", 1) != 1:
-            return None
-        x = x.tolist()
-    if not isinstance(x, (list, tuple)):
-        return None
-    out = []
-    for v in x:
-        if isinstance(v, (bool, int)) or (isinstance(v, float) and v.is_integer()):
-            out.append(int(v))
-        else:
-            return None
-    return out
-
-
 def _compare_loop(args, expected, actual):
     prompt, script, repeat, tools, max_calls, m = args
     if isinstance(actual, dict) and "runaway" in actual:
@@ -769,7 +752,7 @@ def _compare_loop(args, expected, actual):
         return f"returned a {type(actual['returned']).__name__}: return a pair (ids, mask)"
     if (m_ := _shape(actual, ["ids", "mask"], "run_tool_loop_on_script")):
         return m_
-    ids, mask = _as_ints(actual["ids"]), _as_ints(actual["mask"])
+    ids, mask = as_ints(actual["ids"]), as_ints(actual["mask"])
     if ids is None:
         return "ids is not a list of ints"
     if mask is None:
