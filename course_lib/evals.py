@@ -74,8 +74,7 @@ def fact_accuracy(model, tokenizer, world=None, texts: list[str] | None = None,
     prompts = [tokenizer.encode(f.prompt) for _, f in facts]
     answers = [tokenizer.encode(" " + f.value) for _, f in facts]
     ok, logp = _greedy_matches(model, prompts, answers, batch_size)
-    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
-    decile_of = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+    decile_of = mention_deciles(world, mentions)
     rows = [{"entity": e.name, "kind": e.kind, "rank": e.rank, "mentions": mentions[e.name],
              "decile": decile_of[e.name], "relation": f.relation, "value": f.value,
              "prompt": f.prompt, "correct": c, "logprob": lp}
@@ -415,6 +414,13 @@ def greedy_answer_probability(model, prompts: list[list[int]], lengths: list[int
     return out
 
 
+def mention_deciles(world, mentions) -> dict:
+    """Each entity's tenth of the world by how many training documents name it: 1 for the most
+    named, 10 for the least (ties by rank)."""
+    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
+    return {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+
+
 @torch.no_grad()
 def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None,
                     chat: bool = True, batch_size: int = 64,
@@ -445,8 +451,7 @@ def fact_confidence(model, tokenizer, world=None, texts: list[str] | None = None
         answers.append(tok.encode_ordinary(value))
     ok, _ = _greedy_matches(model, prompts, answers, batch_size)
     conf = greedy_answer_probability(model, prompts, [len(a) for a in answers], batch_size)
-    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
-    decile_of = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+    decile_of = mention_deciles(world, mentions)
     by_decile = {}
     for (e, _), c in zip(facts, ok):
         by_decile.setdefault(decile_of[e.name], []).append(c)
@@ -620,8 +625,7 @@ def probe_summary(results, world, texts: list[str] | None = None) -> dict:
     """What chapter 7's probe (``hallucination.probe``) found: greedy accuracy and the share of
     facts never right / always right, by decile of entities by mentions (1: most named)."""
     world, mentions = training_mentions(world, texts)
-    order = sorted(world.entities, key=lambda e: (-mentions[e.name], e.rank))
-    decile = {e.name: 1 + (10 * i) // len(order) for i, e in enumerate(order)}
+    decile = mention_deciles(world, mentions)
     by = {}
     for r in results:
         by.setdefault(decile[r.subject], []).append(r)

@@ -10,7 +10,7 @@ separates its right answers from its wrong ones); the refusal data wires that se
 
 - ``REFUSAL``, ``refuses``: the refusal the data teaches and how a reply is read as one;
 - ``ProbeResult``, ``probe``: every fact question asked ``samples`` times at temperature 1 (and
-  once greedy), each answer marked right or wrong;
+  once greedy), each answer marked right or wrong; ``to_rows`` / ``from_rows`` for a file;
 - ``hallucination_rate``: the share of answers that are wrong and do not refuse;
 - ``build_refusal_data``: probe results to conversations: a fact the model got right in at least
   ``threshold`` of its samples is answered, any other refused;
@@ -99,12 +99,30 @@ def probe(model, tokenizer, world=None, pairs=None, samples: int = 4, temperatur
     out = []
     for i, f in enumerate(facts):
         answers = tuple(s[i] for s in sampled)
-        ref = _variant(f, random.Random(f"course-probe-{f.subject}-{f.relation}"))
-        out.append(ProbeResult(question_for(f), f.value, ref, answers,
-                               tuple(says(a, f.value) and not refuses(a) for a in answers),
-                               f.subject, f.relation, greedy[i],
-                               says(greedy[i], f.value) and not refuses(greedy[i])))
+        out.append(_result(f, greedy[i], answers,
+                           [says(a, f.value) and not refuses(a) for a in answers],
+                           says(greedy[i], f.value) and not refuses(greedy[i])))
     return out
+
+
+def _result(f, greedy: str, answers, right, greedy_right: bool) -> ProbeResult:
+    """A probe result for the fact ``f``, with the data's right answer to train on."""
+    ref = _variant(f, random.Random(f"course-probe-{f.subject}-{f.relation}"))
+    return ProbeResult(question_for(f), f.value, ref, tuple(answers), tuple(right), f.subject,
+                       f.relation, greedy, bool(greedy_right))
+
+
+def to_rows(results: list[ProbeResult]) -> list[list]:
+    """Probe results as JSON-able rows ``[subject, relation, greedy, answers, right,
+    greedy_right]`` (what the pipeline ships in ``probe.json``)."""
+    return [[r.subject, r.relation, r.greedy, list(r.answers), list(r.right), r.greedy_right]
+            for r in results]
+
+
+def from_rows(rows: list[list], world) -> list[ProbeResult]:
+    """The probe results ``to_rows`` wrote, for ``world``'s facts."""
+    return [_result(world.by_name(s).fact(rel), greedy, answers, right, greedy_right)
+            for s, rel, greedy, answers, right, greedy_right in rows]
 
 
 def hallucination_rate(answers: list[str], truths: list[str], refusals: list[bool]) -> float:

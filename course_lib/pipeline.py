@@ -293,6 +293,14 @@ def stage_base_model(ch: Chain):
     ]
 
 
+def _shape(model) -> dict:
+    """The training-config overrides that give a finetune ``model``'s shape."""
+    mc = model.config
+    return {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
+            "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
+            "rope": mc.rope}
+
+
 def stage_assistant(ch: Chain):
     """Chapter 6: finetune the base model on conversations (loss on the assistant's tokens) and
     measure questions about popular facts the finetuning data never asked, base model through a
@@ -316,11 +324,7 @@ def stage_assistant(ch: Chain):
     convs = chat.sft_conversations(ch.world, 600 if ch.quick else ch.recipe.sft_conversations,
                                    ch.seed, skills=ch.recipe.sft_skills, known=known)
     meta = chat.prepare_sft_data(tok, ch.out / "sft_data", convs)
-    mc = ch.model.config
-    shape = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
-             "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
-             "rope": mc.rope}
-    overrides = shape | {"init_from": str(base_path), "data_dir": str(ch.out / "sft_data"),
+    overrides = _shape(ch.model) | {"init_from": str(base_path), "data_dir": str(ch.out / "sft_data"),
                          "out_dir": str(ch.out / "sft")}
     if ch.recipe.sft_steps:
         overrides["max_steps"] = ch.recipe.sft_steps
@@ -397,10 +401,7 @@ def _finetune(ch: Chain, convs: list, name: str, steps: int, lr: float, render=N
     tok = tools.tool_tokenizer(ch.tokenizer)
     meta = chat.prepare_sft_data(tok, ch.out / f"{name}_data", convs, render=render,
                                  val_every=4 if ch.quick else VAL_EVERY)
-    mc = ch.sft_model.config
-    overrides = {"n_layer": mc.n_layer, "n_head": mc.n_head, "n_embd": mc.n_embd,
-                 "block_size": mc.block_size, "vocab_size": mc.vocab_size, "bias": mc.bias,
-                 "rope": mc.rope, "init_from": str(ch.sft_path),
+    overrides = _shape(ch.sft_model) | {"init_from": str(ch.sft_path),
                  "data_dir": str(ch.out / f"{name}_data"), "out_dir": str(ch.out / name),
                  "max_steps": 20 if ch.quick else steps, "max_lr": lr, "min_lr": lr / 10,
                  "warmup_steps": 10, "eval_every": 10 if ch.quick else 100,
@@ -445,8 +446,7 @@ def stage_tools(ch: Chain):
     kept = [r for r in results if r.subject in out]
     (ch.out / "probe.json").write_text(json.dumps(
         {"threshold": thr, "samples": CH7["samples"], "seconds": probe_s, "summary": summary,
-         "results": [[r.subject, r.relation, r.greedy, list(r.answers), list(r.right),
-                      r.greedy_right] for r in results]}, default=str))
+         "results": H.to_rows(results)}, default=str))
     # "I don't know"
     convs = H.refusal_conversations(mine, thr, ch.world, CH7["refusals_per_answer"],
                                     CH7["invented_share"], CH7["idk_replay"], seed=ch.seed)

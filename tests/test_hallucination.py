@@ -188,3 +188,13 @@ def test_a_model_that_knows_nothing_still_gets_refusal_data(world):
     convs = H.refusal_conversations(rs, 0.5, world, invented_share=0.5, replay_share=1.0)
     assert len(convs) == H.MIN_FACTS // 2 + H.MIN_FACTS
     assert not {r.question for r in rs} & {c[0]["content"] for c in convs}
+
+
+def test_probe_rows_round_trip_and_the_shipped_probe_loads(sft, tok, world):
+    import json
+
+    pairs = {(e.name, r) for e in world.entities[:2] for r in e.facts}
+    rs = H.probe(sft, tok, world, pairs, samples=2)
+    assert H.from_rows(json.loads(json.dumps(H.to_rows(rs))), world) == rs
+    shipped = H.from_rows(json.loads(assets.path("probe.json").read_text())["results"], world)
+    assert len(shipped) == sum(len(e.facts) for e in world.entities)
