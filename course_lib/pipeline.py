@@ -419,7 +419,6 @@ def stage_tools(ch: Chain):
     know" (refusals for what it never gets right, balanced with what it knows) and tools
     (search where its memory fails, the calculator for sums, a name read from the system
     message); both measured on the kept-out entities."""
-    from course_lib import chat
     from course_lib import hallucination as H
     from course_lib import tools
     from course_lib.world import make_world
