@@ -84,6 +84,8 @@ FILES = {
     "idk_model.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
     "tool_model.pt": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
     "tool_model.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
+    "rl_model.pt": "python -m course_lib.pipeline --from 'reinforcement learning' --ship",
+    "rl_model.json": "python -m course_lib.pipeline --from 'reinforcement learning' --ship",
     "report_card.md": REMAKE_CHAIN,
     "report_card.json": REMAKE_CHAIN,
 }
@@ -160,6 +162,7 @@ MODELS = {
     "sft": ShippedModel("sft_model.pt", "sft_model.json", chapter=6, chat=True),
     "idk": ShippedModel("idk_model.pt", "idk_model.json", chapter=7, chat=True),
     "tools": ShippedModel("tool_model.pt", "tool_model.json", chapter=7, chat=True, tools=True),
+    "rl": ShippedModel("rl_model.pt", "rl_model.json", chapter=8, chat=True),
 }
 
 

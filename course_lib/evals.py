@@ -528,6 +528,13 @@ def rl_problems(n: int, seed: int = 0, world=None) -> list:
     return [p for pair in zip(*half) for p in pair][:n]
 
 
+def rl_harder_problems(n: int, seed: int = 0, world=None) -> list:
+    """Chapter 8's transfer set: the training distribution's kinds one column longer (5-digit
+    addition and subtraction), alternating."""
+    half = [problem_set(k, d + 1, (n + 1) // 2, seed, world) for k, d in RL_PROBLEMS]
+    return [p for pair in zip(*half) for p in pair][:n]
+
+
 def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
                     seed: int = 0) -> tuple[list, dict]:
     """Issue 14's targets measured on the assistant ``sft``, on held-out items: rows

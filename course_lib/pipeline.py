@@ -178,6 +178,7 @@ class Chain:
     sft_path: Path = None
     idk_model: object = None
     tool_model: object = None
+    rl_model: object = None
     card: list = field(default_factory=list)   # (stage, [(measure, value)])
     targets: list = None   # issue 14's targets: (measure, value, target, met)
     numbers: dict = field(default_factory=dict)
@@ -535,6 +536,120 @@ def ch7_targets(ev: dict, tev: dict) -> list:
     ]
 
 
+# chapter 8's recipe: GRPO from the assistant (docs/capability.md finding 16); steps, not
+# seconds, so that a run is the same run on any machine (160 steps: about 15 minutes on the
+# course's quiet 2-core machine)
+CH8 = {"steps": 160, "lr": 3e-5, "problems_per_step": 8, "group_size": 16,
+       "normalize_std": True, "kl_coef": 0.0, "seeds": 3, "eval_every": 40, "n_eval": 200,
+       "n_harder": 100, "samples": 16, "n_train": 3000}
+CH8_TARGETS = "RL:"   # how chapter 8's target rows start
+
+
+def stage_rl(ch: Chain):
+    """Chapter 8: GRPO on chapter 8's problems (``evals.rl_problems``) from the assistant,
+    ``CH8["seeds"]`` runs (the first ships); pass@1 and pass@k on held-out problems before and
+    after each, and on one column more (``rl_harder_problems``)."""
+    import copy
+
+    from course_lib import rl
+    from course_lib.evals import rl_harder_problems, rl_problems
+    from course_lib.world import make_world
+
+    if ch.sft_model is None:   # starting here: the shipped assistant
+        ch.world = ch.world or make_world(ch.seed)
+        ch.tokenizer = ch.tokenizer or course_tokenizer()
+        ch.sft_model = assets.load_model("sft")
+    q = ch.quick
+    tok = rl.chat_tokenizer(ch.tokenizer)
+    held = rl_problems(8 if q else CH8["n_eval"], ch.seed, ch.world)
+    seen = {p.question for p in held}
+    train_set = [p for p in rl_problems(64 if q else CH8["n_train"], ch.seed + 1, ch.world)
+                 if p.question not in seen]
+    harder = rl_harder_problems(4 if q else CH8["n_harder"], ch.seed, ch.world)
+    block = ch.sft_model.config.block_size
+    room = lambda ps: min(200, block - max(map(len, rl.problem_prompts(ps, tok))))
+    samples = 4 if q else CH8["samples"]
+    ks = (1, 4) if q else (1, 4, samples)
+
+    def measure(model, seed):
+        return {"held_out": rl.evaluate(model, tok, held, samples, ks, max_new_tokens=room(held),
+                                        seed=seed),
+                "harder": rl.evaluate(model, tok, harder, samples // 2, (1, samples // 2),
+                                      max_new_tokens=room(harder), seed=seed)}
+
+    if ch.progress:
+        print("measuring the assistant before RL", flush=True)
+    before = measure(ch.sft_model, 0)
+    runs, shipped = [], None
+    for s in range(1 if q else CH8["seeds"]):
+        cfg = rl.RLConfig(steps=4 if q else CH8["steps"], lr=CH8["lr"],
+                          problems_per_step=2 if q else CH8["problems_per_step"],
+                          group_size=4 if q else CH8["group_size"],
+                          normalize_std=CH8["normalize_std"], kl_coef=CH8["kl_coef"],
+                          max_new_tokens=room(train_set), eval_every=2 if q else CH8["eval_every"],
+                          seed=1000 * ch.seed + s)
+        model = copy.deepcopy(ch.sft_model)
+
+        def show(row, s=s, cfg=cfg):
+            if ch.progress and (row["step"] % 10 == 0 or row["step"] == cfg.steps):
+                print(f"seed {s} step {row['step']}/{cfg.steps}: reward {row['reward']:.2f}, "
+                      f"groups without signal {row['zero_variance']:.0%}, length "
+                      f"{row['length']:.0f}, {row['seconds']:.0f} s", flush=True)
+
+        t0 = time.perf_counter()
+        res = rl.train_grpo(model, tok, train_set, cfg,
+                            eval_problems=held[:8 if q else 100] if s == 0 else None,
+                            eval_samples=samples, progress=show,
+                            log=print if ch.progress else (lambda *a: None))
+        after = measure(model, 1 + s)
+        runs.append({"seed": cfg.seed, "seconds": time.perf_counter() - t0,
+                     "cpu_s": sum(r["cpu_s"] for r in res.history), "after": after,
+                     "history": res.history, "evals": res.evals, "stopped": res.stopped})
+        if s == 0:
+            shipped, shipped_cfg = model, cfg
+    export_model(shipped, ch.out / "rl_model.pt", meta={"init_from": "sft_model.pt"})
+    (ch.out / "rl_model.json").write_text(json.dumps(
+        {"config": vars(shipped_cfg), "recipe": CH8, "before": before, "runs": runs},
+        indent=1, default=str))
+    ch.rl_model = shipped
+    gains = [r["after"]["held_out"]["pass@1"] - before["held_out"]["pass@1"] for r in runs]
+    b, a0 = before["held_out"], runs[0]["after"]["held_out"]
+    k = ks[-1]
+    train_s = [sum(r["train_s"] + r["sample_s"] for r in run["history"]) for run in runs]
+    sample_share = sum(sum(r["sample_s"] for r in run["history"]) for run in runs) / sum(train_s)
+    last = runs[0]["history"][-1]
+    ch.report_rows = [
+        ("problems: train / held out / harder (one column more)",
+         f"{len(train_set):,} / {len(held)} / {len(harder)}"),
+        ("GRPO: steps x problems x samples, lr", f"{shipped_cfg.steps} x "
+         f"{shipped_cfg.problems_per_step} x {shipped_cfg.group_size}, {shipped_cfg.lr:g}"),
+        ("training time per seed (wall), sampling's share",
+         f"{', '.join(f'{t / 60:.1f}' for t in train_s)} min; {sample_share:.0%}"),
+        (f"held-out pass@1 / pass@{k} (T=1), before / after (shipped seed)",
+         f"{b['pass@1']:.0%} / {b[f'pass@{k}']:.0%} -> {a0['pass@1']:.0%} / {a0[f'pass@{k}']:.0%}"),
+        ("held-out pass@1 gain, each seed", ", ".join(f"{g * 100:+.1f}" for g in gains)),
+        ("harder problems pass@1, before / after (each seed)",
+         f"{before['harder']['pass@1']:.0%} / "
+         + ", ".join(f"{r['after']['harder']['pass@1']:.0%}" for r in runs)),
+        ("mean length (tokens), before / after; re-checking solutions after",
+         f"{b['length']:.0f} / {a0['length']:.0f}; {a0['rechecks']:.0%}"),
+        ("last step: groups with no reward variance / cut at the length limit",
+         f"{last['zero_variance']:.0%} / {last['truncated']:.0%}"),
+    ]
+    ch.targets = (ch.targets or []) + ch8_targets(gains, train_s)
+
+
+def ch8_targets(gains: list, seconds: list) -> list:
+    """Issue 16's target as a report-card row: +15 points of held-out pass@1 within 15 minutes,
+    in every seed (the band is the seeds' range)."""
+    ok = min(gains) >= 0.15 and max(seconds) <= 15 * 60
+    return [(f"{CH8_TARGETS} held-out pass@1 gain in <= 15 min, lowest seed / mean / highest "
+             f"({len(gains)} seeds)",
+             f"{min(gains) * 100:+.1f} / {sum(gains) / len(gains) * 100:+.1f} / "
+             f"{max(gains) * 100:+.1f} points, {max(seconds) / 60:.1f} min",
+             ">= +15 in every seed", "yes" if ok else "**no**")]
+
+
 def _epochs(ch: Chain, tokens: int) -> str:
     """How many times the run went through its data (each shard at its share of the windows)."""
     meta = json.loads((ch.out / "data" / "meta.json").read_text())
@@ -548,7 +663,8 @@ def _epochs(ch: Chain, tokens: int) -> str:
 
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
           ("tokenizer", stage_tokenizer), ("base model", stage_base_model),
-          ("assistant", stage_assistant), ("hallucination and tools", stage_tools)]
+          ("assistant", stage_assistant), ("hallucination and tools", stage_tools),
+          ("reinforcement learning", stage_rl)]
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
@@ -600,9 +716,13 @@ def _card_from(ch: Chain, numbers: dict, stages: list) -> None:
             rows = [(k, v) for k, v in numbers[name].items() if k != "seconds"]
             ch.card.append((name, rows + [("time", f"{numbers[name]['seconds']:.0f} s")]))
             ch.numbers[name] = numbers[name]
-    if "assistant" in stages:
-        ch.targets = [tuple(r) for r in numbers.get("targets", [])
-                      if not r[0].startswith(CH7_TARGETS)]
+    # each stage's targets travel with its rows (a target row names its chapter by its start)
+    owner = {CH7_TARGETS: "hallucination and tools", CH8_TARGETS: "reinforcement learning"}
+    kept = [tuple(r) for r in numbers.get("targets", [])
+            if next((st for pre, st in owner.items() if r[0].startswith(pre)), "assistant")
+            in stages]
+    if kept:
+        ch.targets = kept
 
 
 def _resume(ch: Chain, names: list) -> str | None:
@@ -664,7 +784,7 @@ def write_report_card(ch: Chain) -> Path:
         lines += [f"## {stage}", "", "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in rows] + [""]
     if ch.targets:
-        lines += ["## what the second half of the course needs (issues 14 and 15's targets)", "",
+        lines += ["## what the second half of the course needs (issues 14-16's targets)", "",
                   "Measured on the assistant, on held-out items, greedy unless said.", "",
                   "| measure | value | target | met |", "|---|---|---|---|"]
         lines += [f"| {m} | {v} | {t} | {ok} |" for m, v, t, ok in ch.targets] + [""]
@@ -709,6 +829,9 @@ def _main(argv=None):
     p.add_argument("--ch7", nargs="*", default=[], metavar="KEY=VALUE",
                    help=f"change chapter 7's recipe (CH7), e.g. --ch7 idk_steps=300; keys: "
                         f"{', '.join(CH7)}")
+    p.add_argument("--ch8", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"change chapter 8's recipe (CH8), e.g. --ch8 lr=1e-5; keys: "
+                        f"{', '.join(CH8)}")
     p.add_argument("--resume", action="store_true",
                    help="start after the last stage a previous run into --out finished")
     p.add_argument("--ship", action="store_true",
@@ -718,14 +841,20 @@ def _main(argv=None):
     if args.ship and args.recipe != SHIPPED_RECIPE:
         raise SystemExit(f"--ship with --recipe {args.recipe}: set SHIPPED_RECIPE to "
                          f"{args.recipe!r} first (and re-release what depends on the models)")
-    for kv in args.ch7:
-        key, eq, value = kv.partition("=")
-        if not eq or key not in CH7:
-            raise SystemExit(f"--ch7 {kv!r}: write KEY=VALUE with KEY one of {', '.join(CH7)}")
-        CH7[key] = type(CH7[key])(value)
-    if args.ch7 and args.ship:
-        raise SystemExit("--ship with --ch7: change CH7 in course_lib/pipeline.py instead, so "
-                         "that the shipped models are what the code says")
+    for flag, recipe in (("ch7", CH7), ("ch8", CH8)):
+        items = getattr(args, flag)
+        for kv in items:
+            key, eq, value = kv.partition("=")
+            if not eq or key not in recipe:
+                raise SystemExit(f"--{flag} {kv!r}: write KEY=VALUE with KEY one of "
+                                 f"{', '.join(recipe)}")
+            old = recipe[key]
+            recipe[key] = value.lower() in ("1", "true", "yes") if isinstance(old, bool) else (
+                type(old)(value))
+        if items and args.ship:
+            raise SystemExit(f"--ship with --{flag}: change {flag.upper()} in "
+                             "course_lib/pipeline.py instead, so that the shipped models are "
+                             "what the code says")
     ch = run_chain(args.out, args.start, args.quick, threads=args.threads, config=args.config,
                    overrides=parse_overrides(args.set), recipe=args.recipe, resume=args.resume)
     print((ch.out / "report_card.md").read_text())

@@ -301,7 +301,7 @@ def problem_prompts(problems, tokenizer) -> list[list[int]]:
 
 @torch.no_grad()
 def sample_solutions(model, tokenizer, problems, samples: int, temperature: float = 1.0,
-                     max_new_tokens: int = 160, seed: int = 0, batch: int = 256):
+                     max_new_tokens: int = 200, seed: int = 0, batch: int = 256):
     """``samples`` solutions of every problem (problem-major: the ``samples`` of problem 0
     first); returns ``(texts, rollout)``."""
     tok = chat_tokenizer(tokenizer)
@@ -317,7 +317,7 @@ def sample_solutions(model, tokenizer, problems, samples: int, temperature: floa
 
 
 def evaluate(model, tokenizer, problems, samples: int = 16, ks=(1, 16), temperature: float = 1.0,
-             max_new_tokens: int = 160, seed: int = 0) -> dict:
+             max_new_tokens: int = 200, seed: int = 0) -> dict:
     """pass@k for each ``k`` of ``ks`` (at most ``samples``), from ``samples`` solutions of every
     problem at ``temperature``; with the mean solution length in tokens, the share cut at
     ``max_new_tokens`` and the share that re-checks its work (``rechecks``)."""
@@ -353,7 +353,7 @@ class RLConfig:
     group_size: int = 16            # solutions per problem
     lr: float = 3e-5
     temperature: float = 1.0
-    max_new_tokens: int = 160
+    max_new_tokens: int = 200
     normalize_std: bool = True
     clip: float = 0.2
     epochs: int = 1                 # passes over each batch (the ratio and clip matter from 2)
@@ -363,7 +363,7 @@ class RLConfig:
     grad_clip: float = 1.0
     patience: int = 20              # steps in a row with no group to learn from before stopping
     eval_every: int = 25
-    seconds: float | None = None    # stop after this much training time (sampling included)
+    seconds: float | None = None    # also stop after this much training time (wall clock)
     seed: int = 0
 
 
@@ -415,10 +415,13 @@ def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_pro
 
     def run_eval(step):
         if eval_problems:
-            res = evaluate(model, tok, eval_problems, eval_samples, ks=(1,),
+            ks = (1,) if eval_samples == 1 else (1, eval_samples)
+            res = evaluate(model, tok, eval_problems, eval_samples, ks=ks,
                            max_new_tokens=cfg.max_new_tokens, seed=10_000 + step)
             result.evals.append((step, clock, res))
-            log(f"step {step}: held-out pass@1 {res['pass@1']:.1%}, length {res['length']:.0f}")
+            log(f"step {step}: held-out " + ", ".join(f"pass@{k} {res[f'pass@{k}']:.1%}"
+                                                     for k in ks)
+                + f", length {res['length']:.0f}")
 
     run_eval(0)
     for step in range(1, cfg.steps + 1):
@@ -478,7 +481,7 @@ def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_pro
                     with torch.no_grad():
                         ref_logp, _ = token_logprobs(ref, P, Rs)
                     kl = _kl_k3(logp, ref_logp, mask)
-                    kls.append(float(kl) * float(weight))
+                    kls.append(kl.item() * weight.item())
                     if cfg.kl_coef > 0:
                         total = total + cfg.kl_coef * kl * weight
                 total.backward()
