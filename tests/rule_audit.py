@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 ASSIGNMENTS = ("pretraining_data", "tokenization", "transformer", "pretraining", "inference",
-               "finetuning", "tools")
+               "finetuning", "tools", "rl")
 
 
 class Rule(NamedTuple):
@@ -44,7 +44,7 @@ def _rows(assignment, rows):
     return [Rule(assignment, *r) for r in rows]
 
 
-PD, TOK, TR, PT, INF, FT, TL = ASSIGNMENTS
+PD, TOK, TR, PT, INF, FT, TL, RL = ASSIGNMENTS
 
 # said in the introduction of every notebook in which a task calls another task's function
 POLICY = "**A mistake costs the marks of its own task only.**"
@@ -464,6 +464,141 @@ RULES = [
          "('calculator: 1', ' + 1'; '1', ', 2')", "loop_never_stops"),
         ("run_tool_loop", "the reply only (not the prompt)", "fixed: _LOOP_FIXED (every case); "
          "hidden (every case)", "loop_returns_prompt"),
+    ]),
+    # -- rl (hidden: the inputs of the hidden call's literal cases=[...]; test_rl_checks.py shows
+    # they alone catch every wrong answer) ------------------------------------------------------
+    *_rows(RL, [
+        ("extract_answer", "The reply ends at its first special token", "fixed: _EXTRACT_FIXED "
+         "('Answer: 12<|im_end|>', '...<|im_end|>\nAnswer: 12'); hidden ('Answer: 31<|im_end|>"
+         "\nAnswer: 30', 'So 6 * 5 = 30.<|im_end|>\nAnswer: 30')", "extract_no_cut"),
+        ("extract_answer", "cut `text` at the first of `<|im_start|>`, `<|im_sep|>`, `<|im_end|>` "
+         "and `<|endoftext|>`", "fixed: _EXTRACT_FIXED (<|endoftext|>, <|im_sep|>, "
+         "<|im_start|>); hidden ('Answer: 31<|endoftext|>...', 'Answer: 4<|im_sep|>5', "
+         "'...<|im_start|>Answer: 30')", "extract_cut_im_end_only"),
+        ("extract_answer", "Trailing whitespace and blank lines at the end of the reply are "
+         "ignored.", "fixed: _EXTRACT_FIXED ('Answer: 42\n\n  \n\t\n'); hidden "
+         "('Answer:\t-250  \n\n \n')", "extract_trailing_blank_lines"),
+        ("extract_answer", "The final answer is on the reply's **last line** and only there",
+         "fixed: _EXTRACT_FIXED ('Answer: 12\nLet me check...', 'Answer: 11\nWait...\nAnswer: "
+         "12'); hidden ('Answer: 9\nHmm, again.\nAnswer: 8')", "extract_first_answer_line"),
+        ("extract_answer", "or whose `Answer:` line is not the last line", "fixed: "
+         "_EXTRACT_FIXED ('Answer: 12\nLet me check: 5 + 7 = 12.'); hidden ('Answer: 8\nDone.')",
+         "extract_answer_not_last"),
+        ("extract_answer", "with optional spaces or tabs before `Answer:`", "fixed: "
+         "_EXTRACT_FIXED ('   Answer: 7'); hidden ('  \tAnswer: 5')", "extract_line_not_stripped"),
+        ("extract_answer", "between the colon and the number, and after the number",
+         "fixed: _EXTRACT_FIXED ('Answer: \t 7 \t'); hidden ('Answer:\t-250  ')",
+         "extract_no_tabs"),
+        ("extract_answer", "`Answer: 42`, `Answer:42`", "fixed: _EXTRACT_FIXED ('Answer:7'); "
+         "hidden ('Answer:99')", "extract_needs_one_space"),
+        ("extract_answer", "(`Answer: -3` gives `-3`)", "fixed: _EXTRACT_FIXED ('Answer: -3', "
+         "'Answer: -0'); hidden ('Answer:\t-250', 'Answer: -08')", "extract_no_negative"),
+        ("extract_answer", "and nothing else may follow it", "fixed: _EXTRACT_FIXED "
+         "('Answer: 12.', 'Answer: 12 apples'); hidden ('Answer: 8!', 'Answer: 8 stones')",
+         "extract_accepts_trailing_text"),
+        ("extract_answer", "no `+` sign", "fixed: _EXTRACT_FIXED ('Answer: +12'); hidden "
+         "('Answer: +8')", "extract_int_of_rest"),
+        ("extract_answer", "no commas, no decimal point, no words", "fixed: _EXTRACT_FIXED "
+         "('Answer: 1,234'); hidden ('Answer: 2,500')", "extract_drops_commas"),
+        ("extract_answer", "The line starts with `Answer:` exactly: `answer: 12`",
+         "fixed: _EXTRACT_FIXED ('answer: 12', 'ANSWER: 12'); hidden ('answer: 8', 'ANSWER:8')",
+         "extract_any_case"),
+        ("extract_answer", "`Final Answer: 12` are no answer", "fixed: _EXTRACT_FIXED "
+         "('Final Answer: 12', 'So the Answer: 12'); hidden ('The Answer: 8')",
+         "extract_text_before"),
+        ("extract_answer", "Return the final answer, an `int`, or `None` when there is none",
+         "comparator _compare_extract (the type), every case with an answer",
+         "extract_returns_string"),
+        ("reward", "equals `problem.answer`, and `0.0` otherwise", "fixed: _REWARD_FIXED "
+         "(the answer 0, a negative answer); hidden ('Answer: 0' to 7 - 7)",
+         "reward_zero_is_no_answer"),
+        ("reward", "A well-formatted wrong answer earns exactly what no answer earns: `0.0`",
+         "fixed: _REWARD_FIXED ('Answer: 41' for 42); hidden ('Answer: 12' for 13, 'Answer: 4' "
+         "for -4)", "reward_pays_format"),
+        ("reward", "so does the right number anywhere but on the last line", "fixed: "
+         "_REWARD_FIXED (the steps alone, 'So 12 - 12 = 0.'); hidden ('So 8 + 5 = 13.', "
+         "'So 7 - 7 = 0.')", "reward_number_anywhere"),
+        ("reward", "Nothing in between: no points for the format alone", "fixed: _REWARD_FIXED "
+         "('Answer: 41' for 42); hidden ('Answer: 12' for 13)", "reward_format_bonus"),
+        ("reward", "(task 1's rules: call your `extract_answer`)", "fixed: _REWARD_FIXED "
+         "('...Answer: 42\nLet me check...'); hidden ('Answer: 13\nI am sure.', 'Answer: 13\n"
+         "Answer: 12')", "reward_any_answer_line"),
+        ("reward", "return the float `1.0`", "comparator _compare_reward (a bool), every case",
+         "reward_returns_bool"),
+        ("group_advantages", "A solution's advantage is its reward minus the mean reward of its "
+         "group.", "fixed: _ADV_FIXED[0]; hidden ([0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0], 4)",
+         "advantages_whole_batch"),
+        ("group_advantages", "that difference is divided by the group's standard deviation",
+         "fixed: _ADV_FIXED[0]; hidden (a mixed group beside equal ones)",
+         "advantages_batch_std"),
+        ("group_advantages", "the unbiased standard deviation (the squared deviations summed and "
+         "divided by `group_size - 1`)", "fixed: _ADV_FIXED[0], [1] (groups of 2); hidden "
+         "([1, 0, 1, 1], 2)", "advantages_population_std"),
+        ("group_advantages", "`(r - mean) / (std + eps)`", "fixed: _ADV_FIXED (eps 0.25, 1.0); "
+         "hidden (eps 2.0, 0.1)", "advantages_eps_in_sqrt"),
+        ("group_advantages", "standard deviation plus `eps`", "fixed: _ADV_FIXED (eps 0.25, "
+         "1.0); hidden (eps 2.0, 0.1)", "advantages_eps_only_at_zero"),
+        ("group_advantages", "A group whose rewards are all equal (all right, or all wrong) gets "
+         "advantage 0 for each of its solutions, never `nan`.", "fixed: _ADV_FIXED[0], [2]; "
+         "hidden (all-right and all-wrong groups)", "advantages_no_eps"),
+        ("group_advantages", "When `normalize_std` is false, the advantage is `r - mean`.",
+         "fixed: _ADV_FIXED (normalize_std=False); hidden ([1, 0, 1, 0, 0, 0], 3, "
+         "normalize_std=False)", "advantages_ignore_normalize_std"),
+        ("group_advantages", "keep the defaults `normalize_std=True` and `eps=1e-6`",
+         "fixed: _ADV_FIXED (no options); hidden (cases with {})", "advantages_default_no_std"),
+        ("group_advantages", "The solutions of one problem are consecutive", "fixed: _ADV_FIXED "
+         "([1, 1, 0, 0], 2); hidden ([0, 0, 1, 1, 0, 1], 2)", "advantages_strided_groups"),
+        ("group_advantages", "Rewards need not be 0 or 1: any floats.", "fixed: _ADV_FIXED "
+         "([0.5, 1.0, 0.0, 0.25, ...], 3); hidden ([0.25, 0.75, 1.0, 0.0], 4)",
+         "advantages_bernoulli_std"),
+        ("group_advantages", "Raise `ValueError` when `group_size` is below 2", "fixed: "
+         "_ADV_FIXED (group_size 1, 0); hidden (1, -2)", "advantages_group_of_one"),
+        ("group_advantages", "or does not divide `N`", "fixed: _ADV_FIXED ([1, 0, 1], 2), "
+         "([1, 0], 3); hidden ([1, 0, 1, 0, 1], 2), ([1, 0, 1, 0], 8)",
+         "advantages_no_divide_check"),
+        ("group_advantages", "Return a float tensor of shape `(N,)`, in the order of `rewards`.",
+         "fixed: _ADV_FIXED (every case); hidden (every case)", "advantages_grouped_shape"),
+        ("policy_loss", "the ratio `r = exp(logprobs - old_logprobs)`", "fixed: _LOSS_FIXED "
+         "(every case; ratio 1: the gradient); hidden (every case)", "loss_inverted_ratio"),
+        ("policy_loss", "`min(r * A, clamp(r, 1 - clip, 1 + clip) * A)`", "fixed: _LOSS_FIXED[1], "
+         "[2] (the clip binds); hidden (r 1.49 with A > 0, 0.61 with A < 0)", "loss_unclipped"),
+        ("policy_loss", "the objective is the smaller of r * A and the clipped term", "fixed: "
+         "_LOSS_FIXED[1], [3] (the sides that do not bind); hidden (the same)",
+         "loss_max_not_min", False),
+        ("policy_loss", "the clipped term alone is not the objective where the clip does not "
+         "bind", "fixed: _LOSS_FIXED[1], [3]; hidden (A > 0 with r 0.61, A < 0 with r 1.49)",
+         "loss_clipped_term_only", False),
+        ("policy_loss", "`r < 1 - clip` with `A < 0`", "fixed: _LOSS_FIXED[1], [2]; hidden "
+         "(r 0.61 with A = -1)", "loss_clip_upper_only"),
+        ("policy_loss", "`r > 1 + clip` with `A > 0`", "fixed: _LOSS_FIXED[1], [2]; hidden "
+         "(r 1.49 with A = 1)", "loss_clip_lower_only"),
+        ("policy_loss", "the ratio is clipped, not the advantage", "fixed: _LOSS_FIXED[1] "
+         "(A 1.5, -2); hidden (A 1.5 with clip 0.3, A -3)", "loss_clips_advantage", False),
+        ("policy_loss", "The loss is **minus** the mean of the objective", "fixed: _LOSS_FIXED "
+         "(every case); hidden (every case)", "loss_sign_flipped"),
+        ("policy_loss", "(not a mean of per-solution means)", "fixed: _LOSS_FIXED[0], [4] "
+         "(rows of different lengths); hidden ([[1, 1, 0], [1, 0, 0]])",
+         "loss_per_sequence_mean"),
+        ("policy_loss", "and padding counts for nothing", "fixed: _LOSS_FIXED[0], [4]; hidden "
+         "([[1, 1, 0]])", "loss_over_padding"),
+        ("policy_loss", "the values of `logprobs` and `old_logprobs` on padding can be anything",
+         "fixed: _LOSS_FIXED[0], [4] (padding of other values); hidden ([[-0.2, -0.4, 5.0], "
+         "...])", "loss_ignores_mask"),
+        ("policy_loss", "`-(objective * mask).sum() / mask.sum()`", "fixed: _LOSS_FIXED (every "
+         "case); hidden (every case)", "loss_sum"),
+        ("policy_loss", "`advantages` `(B,)`: one per solution, shared by all its tokens",
+         "fixed: _LOSS_FIXED (the 3 x 3 batch); hidden (the 2 x 2 batch)",
+         "loss_advantages_per_column"),
+        ("policy_loss", "`policy_loss(logprobs, old_logprobs, advantages, mask, clip=0.2)`",
+         "fixed: _LOSS_FIXED (no clip given: 1.25 and 0.75 bind); hidden (no clip given)",
+         "loss_default_clip"),
+        ("policy_loss", "the clip argument decides where the ratio is clipped (0.1, 0.3, 0.5)",
+         "fixed: _LOSS_FIXED (clip 0.1, 0.5); hidden (clip 0.3, 0.05)", "loss_clip_fixed",
+         False),
+        ("policy_loss", "the gradient must flow back to `logprobs`", "comparator _compare_loss "
+         "(the gradient), every case", "loss_detached"),
+        ("policy_loss", "so that token gets no gradient", "fixed: _LOSS_FIXED[1], [2] (the "
+         "gradient compared); hidden (r 1.49 with A > 0)", "loss_gradient_through_clip"),
     ]),
 ]
 
