@@ -217,6 +217,35 @@ CHAPTERS = {
                  "file_1790", "Time: 12:30"),
         wrong_in_process=False,  # test_tools_checks.py
     ),
+    "rl": Chapter(
+        points={"test_extract_answer": 2, "test_reward": 1, "test_group_advantages": 3,
+                "test_policy_loss": 4},
+        # a reward, advantages with nan (an all-equal group without eps), a loss whose value is
+        # right and whose gradient is not (an int, a ValueError and a loss without a gradient
+        # cross in the untouched release)
+        graded_wrong=["reward_pays_format", "advantages_no_eps", "loss_gradient_through_clip"],
+        said={"extract_first_answer_line": "is not the last line is no answer",
+              "extract_no_cut": "the reply ends at its first special token",
+              "reward_pays_format": "a well-formatted wrong answer earns what no answer earns",
+              "advantages_whole_batch": "the mean (and std) of the whole batch",
+              "advantages_no_eps": "a group whose rewards are all equal",
+              "loss_unclipped": "the ratio is not clipped",
+              "loss_per_sequence_mean": "the mean of each solution's mean",
+              "loss_gradient_through_clip": "the clip binds there"},
+        broken=[("syntax-error-cell", "test_policy_loss", "name 'policy_loss' is not defined")],
+        # reward calls the imported reference extract_answer and keeps its point
+        references=(["test_extract_answer", "test_group_advantages"],
+                    ["course_lib.rl.extract_answer", "course_lib.rl.group_advantages"]),
+        # the locked cell was edited to report the reference's loss and gradient around an
+        # unclipped loss; graded with the released cell, the loss loses its task
+        edited_locked=("policy_loss_with_grad", "test_policy_loss", "the ratio is not clipped"),
+        feedback=("wrong-reward-pays-format", 1, 4),
+        gradebook={"wrong-reward-pays-format": 10.0 - 1,
+                   "wrong-loss-gradient-through-clip": 10.0 - 4},
+        secrets=("seed=1729", "seed=2718", "seed=3141", "seed=1618", "Hmm, again.",
+                 "Tom has 8 coins", "ANSWER:8"),
+        wrong_in_process=False,  # test_rl_checks.py
+    ),
 }
 
 pytestmark = pytest.mark.slow
