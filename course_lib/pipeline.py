@@ -539,7 +539,7 @@ def ch7_targets(ev: dict, tev: dict) -> list:
 # chapter 8's recipe: GRPO from the assistant (docs/capability.md finding 16); steps, not
 # seconds, so that a run is the same run on any machine (160 steps: about 15 minutes on the
 # course's quiet 2-core machine)
-CH8 = {"steps": 160, "lr": 3e-5, "problems_per_step": 8, "group_size": 16,
+CH8 = {"steps": 160, "lr": 6e-5, "problems_per_step": 8, "group_size": 16,
        "normalize_std": True, "kl_coef": 0.0, "seeds": 3, "eval_every": 40, "n_eval": 200,
        "n_harder": 100, "samples": 16, "n_train": 3000}
 CH8_TARGETS = "RL:"   # how chapter 8's target rows start

@@ -348,10 +348,10 @@ class NothingToLearn(RuntimeError):
 class RLConfig:
     """GRPO's settings. The defaults are the shipped run's (docs/capability.md finding 16)."""
 
-    steps: int = 200
+    steps: int = 160
     problems_per_step: int = 8
     group_size: int = 16            # solutions per problem
-    lr: float = 3e-5
+    lr: float = 6e-5
     temperature: float = 1.0
     max_new_tokens: int = 200
     normalize_std: bool = True
