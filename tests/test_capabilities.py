@@ -271,7 +271,8 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     card = (tmp_path / "report_card.md").read_text()
     assert "recipe v2" in card
     for heading in ("## world and crawl", "## tokenizer", "## base model", "## assistant",
-                    "## hallucination and tools", "## what the second half of the course needs"):
+                    "## hallucination and tools", "## reinforcement learning",
+                    "## what the second half of the course needs"):
         assert heading in card
     # chapter 7's stage: the probe, two finetunes from the assistant, its targets on the card
     probe = json.loads((tmp_path / "probe.json").read_text())
@@ -280,6 +281,11 @@ def test_quick_chain_of_recipe_v2(tmp_path):
         assert P.load_model(str(tmp_path / f"{name}.pt")).config == ch.sft_model.config
         assert "eval" in json.loads((tmp_path / f"{name}.json").read_text())
     assert any(r[0].startswith("'I don't know'") for r in numbers["targets"])
+    # chapter 8's stage: GRPO from the assistant, measured before and after, its target row
+    rl_log = json.loads((tmp_path / "rl_model.json").read_text())
+    assert P.load_model(str(tmp_path / "rl_model.pt")).config == ch.sft_model.config
+    assert len(rl_log["runs"][0]["history"]) == 4 and "pass@1" in rl_log["before"]["held_out"]
+    assert any(r[0].startswith(P.CH8_TARGETS) for r in numbers["targets"])
     assert "fact completion" in card and "| parameters |" in card
     # issue 14's targets are on the card, each with its value, target and verdict
     assert len(numbers["targets"]) >= 10

@@ -31,6 +31,7 @@ CHAPTERS = {
     5: ("05_inference", "generate", "inference", []),
     6: ("06_finetuning", "chat", "finetuning", ["sft"]),
     7: ("07_hallucinations_tools", "tools", "tools", ["idk", "tools"]),
+    8: ("08_reinforcement_learning", "rl", "rl", ["rl"]),
 }
 
 

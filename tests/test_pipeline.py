@@ -105,3 +105,18 @@ def test_shipped_assistant_meets_the_targets():
     assert not missed, missed
     rl = nums["rl_room"]
     assert 0.1 <= rl["accuracy"] <= 0.5 and rl["pass@8"] >= 2 * rl["accuracy"], rl
+
+
+def test_a_chain_started_later_keeps_the_targets_of_the_stages_it_does_not_rerun(tmp_path):
+    numbers = {"assistant": {"x": 1, "seconds": 1.0},
+               "hallucination and tools": {"y": 2, "seconds": 2.0},
+               "targets": [["reading: a", "1", "t", "yes"],
+                           [f"{P.CH7_TARGETS}: b", "2", "t", "**no**"],
+                           [f"{P.CH8_TARGETS} c", "3", "t", "yes"]]}
+    for stages, want in ((["assistant"], ["reading: a"]),
+                         (["assistant", "hallucination and tools"],
+                          ["reading: a", f"{P.CH7_TARGETS}: b"])):
+        ch = P.Chain(tmp_path)
+        P._card_from(ch, numbers, stages)
+        assert [r[0] for r in ch.targets] == want
+        assert [stage for stage, _ in ch.card] == stages
