@@ -516,6 +516,21 @@ def _make_check(key: str, task: Task):
 # --------------------------------------------------------------------------------------------
 
 
+def loss_tensor_problem(loss) -> str | None:
+    """What is wrong with a returned loss as a training loss (not a tensor, not one number, not a
+    float), or None: for the comparators of tasks that return a loss."""
+    import torch
+
+    if not isinstance(loss, torch.Tensor):
+        return (f"returned a {type(loss).__name__}: return a torch tensor (one number) that "
+                "loss.backward() can train with")
+    if loss.numel() != 1:
+        return f"returned a tensor of shape {tuple(loss.shape)}: the loss is one number, shape ()"
+    if not loss.is_floating_point():
+        return f"returned a tensor of dtype {loss.dtype}: the loss is a float"
+    return None
+
+
 def as_ints(x):
     """A returned list, tuple or 1-d tensor of ints (bools and whole floats count) as a list of
     ints, or None when it is not one: for comparing ids and masks whatever container a student

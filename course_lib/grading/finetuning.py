@@ -39,7 +39,7 @@ import random
 import torch
 
 from course_lib import chat as _chat
-from course_lib.grading.checks import Assignment, Task, as_args, as_ints, short
+from course_lib.grading.checks import Assignment, Task, as_args, as_ints, loss_tensor_problem, short
 
 # off limits while a student's function runs: every function of course_lib.chat but ALLOWED,
 # and the reference_* functions here (the locked cells' on_chat_tokenizer / on_logits work)
@@ -377,13 +377,8 @@ def _compare_loss(args, expected, actual):
     if "raised" in actual:
         return f"raised ValueError ({actual.get('message')}) although the mask has 1s"
     loss, grad = actual["loss"], actual["grad"]
-    if not isinstance(loss, torch.Tensor):
-        return (f"returned a {type(loss).__name__}: return a torch tensor (one number) that "
-                "loss.backward() can train with")
-    if loss.numel() != 1:
-        return f"returned a tensor of shape {tuple(loss.shape)}: the loss is one number, shape ()"
-    if not loss.is_floating_point():
-        return f"returned a tensor of dtype {loss.dtype}: the loss is a float"
+    if (m := loss_tensor_problem(loss)):
+        return m
     got, want = loss.reshape(()).double(), expected["loss"].double()
     if not torch.isfinite(got):
         return (f"the loss is {got.item()} instead of {want.item():.6g}: with logits as large as "

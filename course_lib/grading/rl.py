@@ -34,7 +34,8 @@ import torch
 
 from course_lib import rl as _rl
 from course_lib.assets import CHAT_TOKENS, ENDOFTEXT
-from course_lib.grading.checks import Assignment, Task, as_args, close_number, close_tensor, short
+from course_lib.grading.checks import (Assignment, Task, as_args, close_number, close_tensor,
+                                      loss_tensor_problem, short)
 from course_lib.world import Problem, make_problem
 
 REFERENCES = ("course_lib.rl", "course_lib.grading.rl")
@@ -600,13 +601,8 @@ def _compare_loss(args, expected, actual):
     if (m := _shape(actual, ["loss", "grad"], "policy_loss_with_grad")):
         return m
     loss, grad = actual["loss"], actual["grad"]
-    if not isinstance(loss, torch.Tensor):
-        return (f"returned a {type(loss).__name__}: return a torch tensor (one number) that "
-                "loss.backward() can train with")
-    if loss.numel() != 1:
-        return f"returned a tensor of shape {tuple(loss.shape)}: the loss is one number, shape ()"
-    if not loss.is_floating_point():
-        return f"returned a tensor of dtype {loss.dtype}: the loss is a float"
+    if (m := loss_tensor_problem(loss)):
+        return m
     got, want = loss.reshape(()).double(), expected["loss"].double()
     if not torch.isfinite(got):
         return f"the loss is {got.item()} instead of {want.item():.6g}"
