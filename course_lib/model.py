@@ -287,6 +287,18 @@ class GPT(nn.Module):
         the tokens read before (and receives these); ``pos`` (``(T,)`` or ``(B, T)``) gives each
         token's position (default: right after the cached ones); ``key_mask`` ``(B, T)`` marks
         padding with False (left-padded batches; the cache remembers it)."""
+        logits = self.lm_head(self.features(idx, cache, pos, key_mask))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+                                   ignore_index=-100)
+        return logits, loss
+
+    def features(self, idx: torch.Tensor, cache: KVCache | None = None,
+                 pos: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """The last layer's normalised hidden states ``(B, T, n_embd)``: what ``lm_head`` turns
+        into logits (and chapter 9's reward model into one score); arguments as ``forward``."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.block_size:
@@ -314,12 +326,7 @@ class GPT(nn.Module):
             x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x, cache, mask, rope)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
-                                   ignore_index=-100)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def attention_weights(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """The attention weights of every layer for ``idx``: a list of ``(B, H, T, T)``."""

@@ -384,7 +384,8 @@ def _kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> to
 
 
 def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_problems=None,
-               eval_samples: int = 4, progress=None, log=print) -> RLResult:
+               eval_samples: int = 4, progress=None, log=print, reward_fn=None,
+               evaluate_fn=None) -> RLResult:
     """GRPO on ``problems`` (each with ``.question`` and ``.answer``): every step draws
     ``problems_per_step`` problems, samples ``group_size`` solutions of each, rewards them,
     turns rewards into group-relative advantages and takes ``epochs`` clipped policy-gradient
@@ -393,7 +394,11 @@ def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_pro
     loss, clipped share, KL (when measured), sampling and training seconds. Raises
     ``NothingToLearn`` after ``patience`` steps in a row in which every group's rewards were
     equal. ``eval_problems``: measured every ``eval_every`` steps (pass@1 over
-    ``eval_samples``), outside the training clock."""
+    ``eval_samples``), outside the training clock.
+
+    Chapter 9 reuses the loop with a learned reward: ``reward_fn(texts, problems)`` returns one
+    reward per text (default: the verifier ``reward``), and ``evaluate_fn(model, step)`` returns
+    the dict recorded at each evaluation (default: pass@k on ``eval_problems``)."""
     import copy
 
     cfg = cfg or RLConfig()
@@ -414,7 +419,9 @@ def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_pro
     clock = 0.0
 
     def run_eval(step):
-        if eval_problems:
+        if evaluate_fn is not None:
+            result.evals.append((step, clock, evaluate_fn(model, step)))
+        elif eval_problems:
             ks = (1,) if eval_samples == 1 else (1, eval_samples)
             res = evaluate(model, tok, eval_problems, eval_samples, ks=ks,
                            max_new_tokens=cfg.max_new_tokens, seed=10_000 + step)
@@ -435,8 +442,9 @@ def train_grpo(model, tokenizer, problems, cfg: RLConfig | None = None, eval_pro
         prompts = [prompts_all[i] for i in chosen for _ in range(cfg.group_size)]
         ro = rollout(model, prompts, cfg.max_new_tokens, cfg.temperature, g, forbid=forbid)
         texts = [tok.decode(t) for t in ro.tokens]
-        rewards = torch.tensor([reward(t, problems[i]) for t, i in
-                                zip(texts, (i for i in chosen for _ in range(cfg.group_size)))])
+        group = [problems[i] for i in chosen for _ in range(cfg.group_size)]
+        rewards = torch.tensor([float(r) for r in reward_fn(texts, group)] if reward_fn else
+                               [reward(t, p) for t, p in zip(texts, group)])
         adv = group_advantages(rewards, cfg.group_size, cfg.normalize_std)
         groups = rewards.view(-1, cfg.group_size)
         zero_var = float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())

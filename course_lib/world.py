@@ -1118,17 +1118,50 @@ class PreferencePair:
     rejected_score: float
 
 
-def hidden_preference_score(prompt: str, response: str, answer: str | None = None) -> float:
-    """The "human labeler" of the course world, hidden from the reward model (ch. 9): correct
-    answers are worth most, a polite closing a little, and every word past twenty costs."""
+CLOSINGS = ("Hope that helps!", "Happy to help!")
+
+
+def hidden_preference_score(prompt: str, response: str, answer: str | None = None,
+                            subject: str | None = None) -> float:
+    """The "human labeler" of the course world, hidden from the reward model (ch. 9). What this
+    labeler likes, in order of weight:
+
+    - the right answer (``answer`` as a whole word, any case): +2;
+    - the subject named exactly as the question spells it (``subject``): +0.5;
+    - one polite closing at the very end (``CLOSINGS``): +0.5, and -0.5 for every closing
+      after the first (once is polite, twice is a tic);
+    - a finished sentence (the response ends with ``.``, ``!`` or ``?``): otherwise -0.5;
+    - a word said twice in a row ("the the"), or a run of three words said again: -0.5 each;
+    - every word past twenty: -0.05.
+
+    A reward model sees only which of two answers this labeler chose, never these rules: it
+    learns them approximately, and what it gets wrong is what RL against it exploits."""
+    text = response.strip()
+    words = text.split()
     score = 0.0
-    if answer is not None and answer.lower() in response.lower():
+    if answer is not None and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", text, re.IGNORECASE):
         score += 2.0
-    if response.rstrip().endswith(("Hope that helps!", "Happy to help!")):
+    if subject is not None and re.search(rf"(?<!\w){re.escape(subject)}(?!\w)", text):
         score += 0.5
-    words = len(response.split())
-    score -= 0.05 * max(0, words - 20)
+    n_closings = sum(text.count(c) for c in CLOSINGS)
+    if text.endswith(CLOSINGS):
+        score += 0.5
+    score -= 0.5 * max(0, n_closings - 1)
+    if not text.endswith((".", "!", "?")):
+        score -= 0.5
+    plain = [w.strip(".,!?;:").lower() for w in words]
+    stutters = sum(a == b and a != "" for a, b in zip(plain, plain[1:]))
+    trigrams = list(zip(plain, plain[1:], plain[2:]))
+    repeats = len(trigrams) - len(set(trigrams))
+    score -= 0.5 * (stutters + repeats)
+    score -= 0.05 * max(0, len(words) - 20)
     return round(score, 4)
+
+
+def _misspelt(name: str, rng: random.Random) -> str:
+    """``name`` with one letter dropped: the small models' usual slip when copying a name."""
+    i = rng.randrange(1, len(name))
+    return name[:i] + name[i + 1:] if name[i - 1:i + 1].isalpha() else name[:-1]
 
 
 def preference_pairs(world: World, n: int, seed: int = 0) -> list[PreferencePair]:
@@ -1142,13 +1175,15 @@ def preference_pairs(world: World, n: int, seed: int = 0) -> list[PreferencePair
                                   if x.facts[f.relation] != f.value] or [f.value])
         candidates = [
             _variant(f, rng),
-            _variant(f, rng) + " " + rng.choice(["Hope that helps!", "Happy to help!"]),
+            _variant(f, rng) + " " + rng.choice(CLOSINGS),
             _variant(Fact(f.subject, f.relation, wrong_value, f.prompt), rng),
+            _variant(Fact(_misspelt(f.subject, rng), f.relation, f.value, f.prompt), rng),
             _variant(f, rng) + " " + " ".join(["It is a long story, and there is a lot more one "
                                                "could say about it."] * rng.randrange(1, 4)),
         ]
         a, b = rng.sample(candidates, 2)
-        sa, sb = (hidden_preference_score(question_for(f), x, f.value) for x in (a, b))
+        sa, sb = (hidden_preference_score(question_for(f), x, f.value, f.subject)
+                  for x in (a, b))
         if sa == sb:
             continue
         if sa < sb:

@@ -18,7 +18,8 @@ LAYERS = [
     {"course_lib.world", "course_lib.tokenizer", "course_lib.model", "course_lib.data_scale"},
     {"course_lib.assets"},
     {"course_lib.crawl", "course_lib.data", "course_lib.train", "course_lib.generate"},
-    {"course_lib.chat", "course_lib.tools", "course_lib.hallucination", "course_lib.rl"},  # chapter 6, and the later chapters' modules
+    {"course_lib.chat", "course_lib.tools", "course_lib.hallucination", "course_lib.rl",
+     "course_lib.rlhf"},  # chapter 6, and the later chapters' modules
     {"course_lib.evals"},
     {"course_lib.pipeline"},
     {"course_lib.grading"},  # every module of the grading package
