@@ -126,6 +126,54 @@ def test_preference_pairs_follow_the_hidden_rule(w):
         assert world.hidden_preference_score(p.prompt, p.chosen, f_answer) is not None
 
 
+# The hidden labeller of chapter 9, one case per rule of its docstring (on "Where does Tova Lind
+# live?", answer "Mora"): each text differs from the plain "She lives there." (score 0) by one rule.
+def _words(n):
+    return " ".join(f"word{i}" for i in range(n)) + "."
+
+
+@pytest.mark.parametrize("response, want", [
+    ("She lives there.", 0.0),
+    # the right answer as a whole word, any case: +2
+    ("She lives in Mora.", 2.0),
+    ("She lives in mora.", 2.0),
+    ("She lives in Moraby.", 0.0),
+    # the subject spelt exactly as the question does: +0.5; misspelt or recased: nothing
+    ("Tova Lind lives there.", 0.5),
+    ("Tva Lind lives there.", 0.0),
+    ("Tova Lindh lives there.", 0.0),
+    ("tova lind lives there.", 0.0),
+    # one closing at the very end: +0.5; each closing after the first: -0.5; none at the end: 0
+    ("She lives there. Hope that helps!", 0.5),
+    ("She lives there. Happy to help! Hope that helps!", 0.0),
+    ("Happy to help! She lives there. Hope that helps!", 0.0),
+    ("Hope that helps! She lives there.", 0.0),
+    # an unfinished sentence: -0.5
+    ("She lives there", -0.5),
+    ("She lives there?", 0.0),
+    # a word said twice in a row, or a run of three words said again: -0.5 each
+    ("She lives lives there.", -0.5),
+    ("She lives in the the town.", -0.5),
+    ("She lives there, yes, she lives there.", -0.5),
+    ("She she lives there, she lives there.", -1.0),
+    # every word past twenty: -0.05
+    (_words(20), 0.0),
+    (_words(21), -0.05),
+    (_words(25), -0.25),
+    # all of it at once
+    ("Tova Lind lives in Mora. Hope that helps!", 3.0),
+])
+def test_hidden_preference_score_rules(response, want):
+    got = world.hidden_preference_score("Where does Tova Lind live?", response, "Mora", "Tova Lind")
+    assert got == pytest.approx(want)
+
+
+def test_hidden_preference_score_without_answer_or_subject():
+    """Without ``answer`` and ``subject`` only the form counts."""
+    assert world.hidden_preference_score("Where?", "Tova Lind lives in Mora.") == 0.0
+    assert world.hidden_preference_score("Where?", "Mora Mora") == -1.0
+
+
 def test_world_rejects_bad_arguments():
     with pytest.raises(ValueError, match="n_entities"):
         world.make_world(n_entities=3)
