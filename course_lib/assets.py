@@ -86,6 +86,10 @@ FILES = {
     "tool_model.json": "python -m course_lib.pipeline --from 'hallucination and tools' --ship",
     "rl_model.pt": "python -m course_lib.pipeline --from 'reinforcement learning' --ship",
     "rl_model.json": "python -m course_lib.pipeline --from 'reinforcement learning' --ship",
+    "reward_model.pt": "python -m course_lib.pipeline --from RLHF --ship",
+    "rlhf_model.pt": "python -m course_lib.pipeline --from RLHF --ship",
+    "dpo_model.pt": "python -m course_lib.pipeline --from RLHF --ship",
+    "rlhf_model.json": "python -m course_lib.pipeline --from RLHF --ship",
     "report_card.md": REMAKE_CHAIN,
     "report_card.json": REMAKE_CHAIN,
 }
@@ -163,6 +167,8 @@ MODELS = {
     "idk": ShippedModel("idk_model.pt", "idk_model.json", chapter=7, chat=True),
     "tools": ShippedModel("tool_model.pt", "tool_model.json", chapter=7, chat=True, tools=True),
     "rl": ShippedModel("rl_model.pt", "rl_model.json", chapter=8, chat=True),
+    "rlhf": ShippedModel("rlhf_model.pt", "rlhf_model.json", chapter=9, chat=True),
+    "dpo": ShippedModel("dpo_model.pt", "rlhf_model.json", chapter=9, chat=True),
 }
 
 

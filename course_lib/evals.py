@@ -535,6 +535,19 @@ def rl_harder_problems(n: int, seed: int = 0, world=None) -> list:
     return [p for pair in zip(*half) for p in pair][:n]
 
 
+def rlhf_questions(world, seed: int = 0) -> dict:
+    """Chapter 9's prompts: every fact question of the world, shuffled once and split into
+    ``train`` (RL prompts and the policy's labelled pairs), ``val`` (100: the curves and early
+    stopping) and ``test`` (200: best-of-n and the final numbers)."""
+    import random
+
+    from course_lib.world import fact_questions
+
+    qs = fact_questions(world)
+    random.Random(f"course-rlhf-{seed}").shuffle(qs)
+    return {"test": qs[:200], "val": qs[200:300], "train": qs[300:]}
+
+
 def capability_card(sft, tokenizer, world, train_texts: list[str], n: int = 100,
                     seed: int = 0) -> tuple[list, dict]:
     """Issue 14's targets measured on the assistant ``sft``, on held-out items: rows

@@ -23,6 +23,7 @@ chapters add their stages to ``STAGES``.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -179,6 +180,9 @@ class Chain:
     idk_model: object = None
     tool_model: object = None
     rl_model: object = None
+    rlhf_model: object = None
+    dpo_model: object = None
+    reward_model: object = None
     card: list = field(default_factory=list)   # (stage, [(measure, value)])
     targets: list = None   # issue 14's targets: (measure, value, target, met)
     numbers: dict = field(default_factory=dict)
@@ -665,6 +669,177 @@ def ch8_targets(gains: list, seconds: list) -> list:
              ">= +15 in every seed", "yes" if ok else "**no**")]
 
 
+# Chapter 9's recipe (docs/capability.md finding 17)
+CH9 = {"n_world_pairs": 3000, "policy_samples": 4, "rm_steps": 300, "rm_lr": 1e-4,
+       "bon_samples": 64, "rl_steps": 200, "rl_lr": 3e-5, "kl_coef": 0.2, "eval_every": 20,
+       "eval_samples": 4, "dpo_beta": 0.1, "dpo_lr": 1e-5, "dpo_batch": 32}
+
+
+def fit_gao(kl: list, gain: list) -> dict:
+    """Gao et al. (2022)'s best-of-n form ``gain = d (a - b d)`` with ``d = sqrt(KL)``, fitted
+    by least squares; with the KL at its peak, ``(a / 2b)^2`` (None when it never turns)."""
+    d = [math.sqrt(k) for k in kl]
+    s11 = sum(x ** 2 for x in d)
+    s12 = sum(x ** 3 for x in d)
+    s22 = sum(x ** 4 for x in d)
+    y1 = sum(x * y for x, y in zip(d, gain))
+    y2 = sum(x * x * y for x, y in zip(d, gain))
+    det = s11 * s22 - s12 ** 2
+    a = (y1 * s22 - y2 * s12) / det
+    b = -(s11 * y2 - s12 * y1) / det
+    return {"a": a, "b": b, "peak_kl": (a / (2 * b)) ** 2 if b > 0 and a > 0 else None}
+
+
+def stage_rlhf(ch: Chain):
+    """Chapter 9: reward models from the hidden labeller's choices (off-policy: the world's
+    templated pairs; on-policy: also the assistant's own answers, labelled), best-of-n against
+    each, RL against the on-policy one (without and with a KL penalty; the shipped policy is the
+    snapshot with the best held-out true score: early stopping), and DPO on the same pairs."""
+    import copy
+
+    import torch
+
+    from course_lib import rlhf
+    from course_lib.evals import rlhf_questions
+    from course_lib.world import make_world, preference_pairs
+
+    if ch.sft_model is None:   # starting here: the shipped assistant
+        ch.world = ch.world or make_world(ch.seed)
+        ch.tokenizer = ch.tokenizer or course_tokenizer()
+        ch.sft_model = assets.load_model("sft")
+    q, c = ch.quick, CH9
+    say = print if ch.progress else (lambda *a, **k: None)
+    tok = rlhf.chat_tokenizer(ch.tokenizer)
+    split = rlhf_questions(ch.world, ch.seed)
+    train_q = split["train"][:64] if q else split["train"]
+    val_q, test_q = (split["val"][:4], split["test"][:8]) if q else (split["val"], split["test"])
+    held = {x.question for x in val_q + test_q}
+    world_pairs = [p for p in preference_pairs(ch.world, 64 if q else c["n_world_pairs"], ch.seed)
+                   if p.prompt not in held]
+    world_test = [p for p in preference_pairs(ch.world, 16 if q else 400, ch.seed + 1)
+                  if p.prompt not in {x.prompt for x in world_pairs}]
+    say("sampling the assistant's answers for the labeller", flush=True)
+    pol_pairs = rlhf.policy_pairs(ch.sft_model, tok, train_q, ch.seed, c["policy_samples"])
+    pol_test = rlhf.policy_pairs(ch.sft_model, tok, test_q, ch.seed + 1, c["policy_samples"])
+    rm_cfg = rlhf.RMConfig(steps=4 if q else c["rm_steps"], lr=c["rm_lr"], seed=ch.seed)
+    rms, rm_log = {}, {}
+    for name, data in (("off-policy", world_pairs), ("on-policy", world_pairs + pol_pairs)):
+        say(f"training the {name} reward model on {len(data):,} pairs", flush=True)
+        rm = rlhf.RewardModel(copy.deepcopy(ch.sft_model))
+        t0 = time.perf_counter()
+        hist = rlhf.train_reward_model(rm, tok, data, rm_cfg)
+        for p in rm.parameters():
+            p.requires_grad_(False)
+        rms[name] = rm
+        rm_log[name] = {"pairs": len(data), "seconds": time.perf_counter() - t0,
+                        "history": hist[::10],
+                        "agreement_world": rlhf.agreement(rm, tok, world_test),
+                        "agreement_policy": rlhf.agreement(rm, tok, pol_test)}
+        say(f"  agreement with held-out choices: templated {rm_log[name]['agreement_world']:.0%}"
+            f", the assistant's own {rm_log[name]['agreement_policy']:.0%}", flush=True)
+    rm = rms["on-policy"]
+
+    n_bon = 8 if q else c["bon_samples"]
+    say(f"best-of-n: {n_bon} answers to each of {len(test_q)} held-out questions", flush=True)
+    texts, _ = rlhf.sample_answers(ch.sft_model, tok, test_q, n_bon, seed=ch.seed + 7)
+    qs = [x for x in test_q for _ in range(n_bon)]
+    true = torch.tensor(rlhf.true_scores(texts, qs)).view(len(test_q), n_bon)
+    ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= n_bon]
+    bon = {}
+    for name, m in rms.items():
+        proxy = rlhf.reward_scores(m, tok, [x.question for x in qs], texts).view(len(test_q),
+                                                                                n_bon)
+        curve = rlhf.best_of_n(proxy, true, ns)
+        top = proxy.argmax(dim=1)
+        bon[name] = {"curve": curve,
+                     "fit": fit_gao([r["kl"] for r in curve],
+                                    [r["true"] - curve[0]["true"] for r in curve]),
+                     "picked": [{"question": test_q[i].question, "answer": texts[i * n_bon + j],
+                                 "proxy": float(proxy[i, j]), "true": float(true[i, j])}
+                                for i, j in enumerate(top.tolist())][:12]}
+        say(f"  {name}: true score n=1 {curve[0]['true']:+.2f}, best "
+            f"{max(r['true'] for r in curve):+.2f}, n={ns[-1]} {curve[-1]['true']:+.2f}",
+            flush=True)
+
+    runs = {}
+    rl_cfg = dict(steps=4 if q else c["rl_steps"], lr=c["rl_lr"], eval_every=2 if q else
+                  c["eval_every"], eval_samples=c["eval_samples"], seed=ch.seed,
+                  prompts_per_step=2 if q else 8, group_size=4 if q else 16)
+    for name, kl in (("RL", 0.0), ("RL + KL penalty", c["kl_coef"])):
+        say(f"{name} against the on-policy reward model", flush=True)
+        model = copy.deepcopy(ch.sft_model)
+
+        def show(row, name=name):
+            if row["step"] % 20 == 0:
+                say(f"  {name} step {row['step']}/{rl_cfg['steps']}: reward "
+                    f"{row['reward']:+.2f}, {row['seconds']:.0f} s", flush=True)
+
+        res = rlhf.train_rlhf(model, rm, tok, train_q, rlhf.RLHFConfig(kl_coef=kl, **rl_cfg),
+                              eval_questions=val_q, progress=show, log=lambda *a: None)
+        runs[name] = {"model": model, "res": res}
+    say(f"DPO on the same {len(world_pairs) + len(pol_pairs):,} pairs", flush=True)
+    dpo_model = copy.deepcopy(ch.sft_model)
+    dres = rlhf.train_dpo(dpo_model, tok, world_pairs + pol_pairs,
+                          rlhf.DPOConfig(beta=c["dpo_beta"], lr=c["dpo_lr"],
+                                         batch=8 if q else c["dpo_batch"],
+                                         eval_every=2 if q else 25,
+                                         eval_samples=c["eval_samples"], seed=ch.seed),
+                          eval_questions=val_q, rm=rm, log=lambda *a: None)
+    best = runs["RL"]["res"].best
+    stopped = copy.deepcopy(ch.sft_model)
+    stopped.load_state_dict(best["state"])
+    say("measuring every policy on the held-out questions", flush=True)
+    final = {}
+    for name, m in (("assistant", ch.sft_model), ("RL, early-stopped", stopped),
+                    ("RL, to the end", runs["RL"]["model"]),
+                    ("RL + KL penalty", runs["RL + KL penalty"]["model"]), ("DPO", dpo_model)):
+        final[name] = rlhf.measure(m, ch.sft_model, rm, tok, test_q, 4 if q else 8,
+                                   seed=ch.seed + 99)
+
+    meta = {"init_from": "sft_model.pt"}
+    rlhf.export_reward_model(rm, ch.out / "reward_model.pt", meta=meta)
+    export_model(stopped, ch.out / "rlhf_model.pt",
+                 meta=meta | {"early_stopped_at": best["step"]})
+    export_model(dpo_model, ch.out / "dpo_model.pt", meta=meta)
+    curves = {name: [(s, sec, {k: v for k, v in e.items()}) for s, sec, e in r["res"].evals]
+              for name, r in runs.items()}
+    (ch.out / "rlhf_model.json").write_text(json.dumps(
+        {"recipe": c, "reward_models": rm_log, "best_of_n": bon, "rl": curves,
+         "rl_history": {n: r["res"].history for n, r in runs.items()},
+         "early_stopped_at": best["step"], "dpo": {"history": dres.history, "evals": dres.evals},
+         "final": final, "pairs": {"world": len(world_pairs), "policy": len(pol_pairs),
+                                    "policy_test": len(pol_test)},
+         "pair_examples": [vars(p) for p in pol_pairs[:20]]}, indent=1, default=str))
+    ch.rlhf_model, ch.dpo_model, ch.reward_model = stopped, dpo_model, rm
+    on, off = rm_log["on-policy"], rm_log["off-policy"]
+    peak = max(runs["RL"]["res"].evals, key=lambda e: e[2]["true"])
+    last = runs["RL"]["res"].evals[-1]
+    f = lambda m: f"{m['true']:+.2f} / {m['proxy']:+.2f} / {m['kl']:.1f}"
+    ch.report_rows = [
+        ("pairs: templated / the assistant's own (train), held out",
+         f"{len(world_pairs):,} / {len(pol_pairs):,}, {len(world_test)} / {len(pol_test)}"),
+        ("reward model agreement with held-out choices, templated / the assistant's own: "
+         "off-policy; on-policy",
+         f"{off['agreement_world']:.0%} / {off['agreement_policy']:.0%}; "
+         f"{on['agreement_world']:.0%} / {on['agreement_policy']:.0%}"),
+        ("best-of-n true score, n = 1 / peak (n) / n = 64: off-policy RM",
+         _bon_row(bon["off-policy"]["curve"])),
+        ("best-of-n true score, n = 1 / peak (n) / n = 64: on-policy RM",
+         _bon_row(bon["on-policy"]["curve"])),
+        ("RL (no penalty) on held-out prompts: true / proxy / KL at the true peak (step) and at "
+         "the end", f"{f(peak[2])} (step {peak[0]}); {f(last[2])}"),
+        ("final, true / proxy / KL: assistant; early-stopped RL (ships); RL + KL penalty; DPO",
+         "; ".join(f(final[k]) for k in ("assistant", "RL, early-stopped", "RL + KL penalty",
+                                         "DPO"))),
+    ]
+
+
+def _bon_row(curve: list) -> str:
+    top = max(curve, key=lambda r: r["true"])
+    return (f"{curve[0]['true']:+.2f} / {top['true']:+.2f} (n={top['n']}) / "
+            f"{curve[-1]['true']:+.2f}")
+
+
 def _epochs(ch: Chain, tokens: int) -> str:
     """How many times the run went through its data (each shard at its share of the windows)."""
     meta = json.loads((ch.out / "data" / "meta.json").read_text())
@@ -679,7 +854,7 @@ def _epochs(ch: Chain, tokens: int) -> str:
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
           ("tokenizer", stage_tokenizer), ("base model", stage_base_model),
           ("assistant", stage_assistant), ("hallucination and tools", stage_tools),
-          ("reinforcement learning", stage_rl)]
+          ("reinforcement learning", stage_rl), ("RLHF", stage_rlhf)]
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,

@@ -44,7 +44,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from course_lib.assets import CHAT_TOKENS, ENDOFTEXT, IM_END
+from course_lib import assets
+from course_lib.assets import CHAT_TOKENS, ENDOFTEXT, IM_END, export_model
 from course_lib.chat import chat_tokenizer, render_prompt
 from course_lib.generate import _model_device, unknown_ids
 from course_lib.rl import RLConfig, problem_prompts, rollout, token_logprobs, train_grpo
@@ -99,9 +100,39 @@ class RewardModel(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids`` ``(B, T)`` right-padded, ``mask`` ``(B, T)`` 1 on the answer: ``(B,)``
         scores, read at each row's last masked token."""
+        if not bool((mask.sum(dim=1) > 0).all()):
+            raise ValueError("a row of mask is all 0: the reward model reads the score at the "
+                             "answer's last token, so every row needs an answer (render it "
+                             "with render_pair)")
         h = self.gpt.features(ids)
         last = (mask * torch.arange(mask.size(1), device=mask.device)).argmax(dim=1)
         return self.head(h[torch.arange(ids.size(0), device=ids.device), last]).squeeze(-1)
+
+
+def export_reward_model(rm: RewardModel, path, meta: dict | None = None):
+    """Ship a reward model: its transformer as ``assets.export_model`` writes one, the head's
+    weights in the file's meta."""
+    head = {"weight": rm.head.weight.detach().float().flatten().tolist(),
+            "bias": float(rm.head.bias.detach())}
+    return export_model(rm.gpt, path, meta=(meta or {}) | {"reward_head": head})
+
+
+def load_reward_model(path=None, device: str = "cpu") -> RewardModel:
+    """The shipped reward model (``reward_model.pt``), or one ``export_reward_model`` wrote."""
+    import torch as _t
+
+    p = path or assets.path("reward_model.pt")
+    head = _t.load(p, map_location="cpu", weights_only=True)["meta"].get("reward_head")
+    if head is None:
+        raise ValueError(f"{p} holds no reward head: it is a language model, not a reward "
+                         "model (remake it with python -m course_lib.pipeline --from RLHF)")
+    rm = RewardModel(assets.load_model(p, device))
+    with _t.no_grad():
+        rm.head.weight.copy_(_t.tensor(head["weight"]).view_as(rm.head.weight))
+        rm.head.bias.fill_(head["bias"])
+    for q in rm.parameters():
+        q.requires_grad_(False)
+    return rm.eval().to(device)
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -259,7 +290,8 @@ def best_of_n(proxy: torch.Tensor, true: torch.Tensor, ns=(1, 2, 4, 8, 16, 32, 6
     drawn from a question's ``N`` samples (``proxy``, ``true``: ``(Q, N)``), computed exactly
     from all ``N``: the sample ranked ``i``-th lowest is the best of a random ``n``-subset with
     probability ``C(i-1, n-1) / C(N, n)`` (Gao et al. 2022's estimator). The KL from the policy
-    to best-of-n is ``log n - (n - 1) / n`` nats."""
+    to best-of-n is ``log n - (n - 1) / n`` nats (exact when no two answers tie in score, an
+    upper bound otherwise)."""
     Q, N = proxy.shape
     order = proxy.argsort(dim=1)
     p_sorted = proxy.gather(1, order).double()
@@ -332,7 +364,9 @@ def train_rlhf(model, rm, tokenizer, questions, cfg: RLHFConfig | None = None,
                eval_questions=None, progress=None, log=print):
     """RL of ``model`` (in place) against the reward model ``rm`` on ``questions``. Every
     ``eval_every`` steps, ``measure`` on ``eval_questions`` (KL from the start, proxy, true).
-    Returns chapter 8's ``RLResult`` (``evals``: ``(step, seconds, measure(...))``)."""
+    Returns chapter 8's ``RLResult`` (``evals``: ``(step, seconds, measure(...))``) with
+    ``best``: the step, true score and weights of the evaluation whose true score was highest
+    (early stopping on a held-out gold metric: what a lab does with a few fresh human labels)."""
     cfg = cfg or RLHFConfig()
     tok = chat_tokenizer(tokenizer)
     ref = copy.deepcopy(model).eval()
@@ -343,19 +377,26 @@ def train_rlhf(model, rm, tokenizer, questions, cfg: RLHFConfig | None = None,
         return reward_scores(rm, tok, [q.question for q in qs],
                              [t.replace(IM_END, "") for t in texts]).tolist()
 
+    best = {"step": 0, "true": -math.inf, "state": None}
+
     def evaluate_fn(m, step):
         res = measure(m, ref, rm, tok, eval_questions, cfg.eval_samples, seed=10_000 + step,
                       max_new_tokens=cfg.max_new_tokens)
         log(f"step {step}: KL {res['kl']:.2f}, proxy {res['proxy']:+.2f}, "
             f"true {res['true']:+.2f}, {res['words']:.1f} words")
+        if res["true"] > best["true"]:   # early stopping on the held-out true score
+            best.update(step=step, true=res["true"],
+                        state={k: v.detach().clone() for k, v in m.state_dict().items()})
         return res
 
     rcfg = RLConfig(steps=cfg.steps, problems_per_step=cfg.prompts_per_step,
                     group_size=cfg.group_size, lr=cfg.lr, kl_coef=cfg.kl_coef,
                     max_new_tokens=cfg.max_new_tokens, eval_every=cfg.eval_every,
                     patience=cfg.steps + 1, seed=cfg.seed)
-    return train_grpo(model, tok, questions, rcfg, progress=progress, log=log,
-                      reward_fn=reward_fn, evaluate_fn=evaluate_fn if eval_questions else None)
+    result = train_grpo(model, tok, questions, rcfg, progress=progress, log=log,
+                        reward_fn=reward_fn, evaluate_fn=evaluate_fn if eval_questions else None)
+    result.best = best
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +462,7 @@ def train_dpo(model, tokenizer, pairs, cfg: DPOConfig | None = None, eval_questi
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     order = [i for _ in range(cfg.epochs) for i in rng.sample(range(len(pairs)), len(pairs))]
-    steps = len(order) // cfg.batch
+    steps = math.ceil(len(order) / cfg.batch)   # the last batch may be smaller: no pair skipped
     result = DPOResult(model, config=asdict(cfg))
     clock = 0.0
 
@@ -450,6 +491,7 @@ def train_dpo(model, tokenizer, pairs, cfg: DPOConfig | None = None, eval_questi
         model.eval()
         margin = cfg.beta * ((logp[:n] - ref_logp[:n]) - (logp[n:] - ref_logp[n:])).detach()
         clock += time.perf_counter() - w0
+        logp = logp.detach()
         row = {"step": step, "loss": loss.item(), "chosen": float(logp[:n].mean()),
                "rejected": float(logp[n:].mean()), "margin": float(margin.mean()),
                "accuracy": float((margin > 0).float().mean()), "seconds": clock}
