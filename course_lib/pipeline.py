@@ -713,14 +713,19 @@ def stage_rlhf(ch: Chain):
     split = rlhf_questions(ch.world, ch.seed)
     train_q = split["train"][:64] if q else split["train"]
     val_q, test_q = (split["val"][:4], split["test"][:8]) if q else (split["val"], split["test"])
+    held_q = split["val"] + split["test"]
     held = {x.question for x in val_q + test_q}
     world_pairs = [p for p in preference_pairs(ch.world, 64 if q else c["n_world_pairs"], ch.seed)
                    if p.prompt not in held]
     world_test = [p for p in preference_pairs(ch.world, 16 if q else 400, ch.seed + 1)
                   if p.prompt not in {x.prompt for x in world_pairs}]
+    # answers are a sentence; a toy model's window (the quick chain's 64) leaves less room
+    room = min(48, ch.sft_model.config.block_size
+               - max(map(len, rlhf.problem_prompts(split["train"] + held_q, tok))))
     say("sampling the assistant's answers for the labeller", flush=True)
-    pol_pairs = rlhf.policy_pairs(ch.sft_model, tok, train_q, ch.seed, c["policy_samples"])
-    pol_test = rlhf.policy_pairs(ch.sft_model, tok, test_q, ch.seed + 1, c["policy_samples"])
+    pol_pairs = rlhf.policy_pairs(ch.sft_model, tok, train_q, ch.seed, c["policy_samples"], room)
+    pol_test = rlhf.policy_pairs(ch.sft_model, tok, test_q, ch.seed + 1, c["policy_samples"],
+                                 room)
     rm_cfg = rlhf.RMConfig(steps=4 if q else c["rm_steps"], lr=c["rm_lr"], seed=ch.seed)
     rms, rm_log = {}, {}
     for name, data in (("off-policy", world_pairs), ("on-policy", world_pairs + pol_pairs)):
@@ -741,7 +746,8 @@ def stage_rlhf(ch: Chain):
 
     n_bon = 8 if q else c["bon_samples"]
     say(f"best-of-n: {n_bon} answers to each of {len(test_q)} held-out questions", flush=True)
-    texts, _ = rlhf.sample_answers(ch.sft_model, tok, test_q, n_bon, seed=ch.seed + 7)
+    texts, _ = rlhf.sample_answers(ch.sft_model, tok, test_q, n_bon, seed=ch.seed + 7,
+                                   max_new_tokens=room)
     qs = [x for x in test_q for _ in range(n_bon)]
     true = torch.tensor(rlhf.true_scores(texts, qs)).view(len(test_q), n_bon)
     ns = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= n_bon]
@@ -764,7 +770,8 @@ def stage_rlhf(ch: Chain):
     runs = {}
     rl_cfg = dict(steps=4 if q else c["rl_steps"], lr=c["rl_lr"], eval_every=2 if q else
                   c["eval_every"], eval_samples=c["eval_samples"], seed=ch.seed,
-                  prompts_per_step=2 if q else 8, group_size=4 if q else 16)
+                  prompts_per_step=2 if q else 8, group_size=4 if q else 16,
+                  max_new_tokens=room)
     for name, kl in (("RL", 0.0), ("RL + KL penalty", c["kl_coef"])):
         say(f"{name} against the on-policy reward model", flush=True)
         model = copy.deepcopy(ch.sft_model)
@@ -783,7 +790,8 @@ def stage_rlhf(ch: Chain):
                           rlhf.DPOConfig(beta=c["dpo_beta"], lr=c["dpo_lr"],
                                          batch=8 if q else c["dpo_batch"],
                                          eval_every=2 if q else 25,
-                                         eval_samples=c["eval_samples"], seed=ch.seed),
+                                         eval_samples=c["eval_samples"],
+                                         max_new_tokens=room, seed=ch.seed),
                           eval_questions=val_q, rm=rm, log=lambda *a: None)
     best = runs["RL"]["res"].best
     stopped = copy.deepcopy(ch.sft_model)
@@ -794,7 +802,7 @@ def stage_rlhf(ch: Chain):
                     ("RL, to the end", runs["RL"]["model"]),
                     ("RL + KL penalty", runs["RL + KL penalty"]["model"]), ("DPO", dpo_model)):
         final[name] = rlhf.measure(m, ch.sft_model, rm, tok, test_q, 4 if q else 8,
-                                   seed=ch.seed + 99)
+                                   seed=ch.seed + 99, max_new_tokens=room)
 
     meta = {"init_from": "sft_model.pt"}
     rlhf.export_reward_model(rm, ch.out / "reward_model.pt", meta=meta)

@@ -177,10 +177,11 @@ def reward_scores(rm, tokenizer, prompts: list[str], responses: list[str], batch
 
 
 def agreement(rm, tokenizer, pairs) -> float:
-    """The share of ``pairs`` whose chosen answer the reward model scores higher."""
+    """The share of ``pairs`` whose chosen answer the reward model scores higher (a tie counts
+    half: a model that cannot tell the two apart agrees half the time, as a coin would)."""
     rc = reward_scores(rm, tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs])
     rr = reward_scores(rm, tokenizer, [p.prompt for p in pairs], [p.rejected for p in pairs])
-    return float((rc > rr).float().mean())
+    return float((rc > rr).float().mean() + 0.5 * (rc == rr).float().mean())
 
 
 @dataclass
@@ -262,11 +263,13 @@ def sample_answers(model, tokenizer, questions, samples: int, temperature: float
     return texts, tokens
 
 
-def policy_pairs(model, tokenizer, questions, seed: int = 0, samples: int = 2) -> list[Pair]:
+def policy_pairs(model, tokenizer, questions, seed: int = 0, samples: int = 2,
+                 max_new_tokens: int = 48) -> list[Pair]:
     """Pairs from the policy's own answers: ``samples`` answers to each question, the hidden
     labeller's scores, and the first two that differ ordered into chosen and rejected (ties
     make no pair)."""
-    texts, _ = sample_answers(model, tokenizer, questions, samples, seed=seed)
+    texts, _ = sample_answers(model, tokenizer, questions, samples, seed=seed,
+                              max_new_tokens=max_new_tokens)
     out = []
     for i, q in enumerate(questions):
         ts = texts[i * samples:(i + 1) * samples]
@@ -435,6 +438,7 @@ class DPOConfig:
     epochs: int = 1
     eval_every: int = 25
     eval_samples: int = 4
+    max_new_tokens: int = 48        # for the evaluations' answers
     seed: int = 0
 
 
@@ -469,7 +473,7 @@ def train_dpo(model, tokenizer, pairs, cfg: DPOConfig | None = None, eval_questi
     def run_eval(step):
         if eval_questions:
             res = measure(model, ref, rm, tok, eval_questions, cfg.eval_samples,
-                          seed=10_000 + step)
+                          seed=10_000 + step, max_new_tokens=cfg.max_new_tokens)
             result.evals.append((step, clock, res))
             log(f"step {step}: KL {res['kl']:.2f}, proxy {res['proxy']:+.2f}, "
                 f"true {res['true']:+.2f}, {res['words']:.1f} words")

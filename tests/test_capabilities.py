@@ -17,6 +17,7 @@ import torch
 
 from course_lib import evals as E
 from course_lib import pipeline as P
+from course_lib import rlhf
 from course_lib import world as W
 from course_lib.model import GPT, GPTConfig
 from course_lib.tokenizer import COURSE_SPLIT_PATTERN, GPT4_SPLIT_PATTERN
@@ -271,7 +272,7 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     card = (tmp_path / "report_card.md").read_text()
     assert "recipe v2" in card
     for heading in ("## world and crawl", "## tokenizer", "## base model", "## assistant",
-                    "## hallucination and tools", "## reinforcement learning",
+                    "## hallucination and tools", "## reinforcement learning", "## RLHF",
                     "## what the second half of the course needs"):
         assert heading in card
     # chapter 7's stage: the probe, two finetunes from the assistant, its targets on the card
@@ -286,6 +287,16 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     assert P.load_model(str(tmp_path / "rl_model.pt")).config == ch.sft_model.config
     assert len(rl_log["runs"][0]["history"]) == 4 and "pass@1" in rl_log["before"]["held_out"]
     assert any(r[0].startswith(P.CH8_TARGETS) for r in numbers["targets"])
+    # chapter 9's stage: two reward models, best-of-n against each, RL and DPO; what ships
+    rlhf_log = json.loads((tmp_path / "rlhf_model.json").read_text())
+    assert set(rlhf_log["best_of_n"]) == {"off-policy", "on-policy"}
+    assert set(rlhf_log["final"]) == {"assistant", "RL, early-stopped", "RL, to the end",
+                                      "RL + KL penalty", "DPO"}
+    assert len(rlhf_log["dpo"]["history"]) >= 1 and rlhf_log["rl"]["RL"][0][0] == 0
+    for name in ("rlhf_model", "dpo_model"):
+        assert P.load_model(str(tmp_path / f"{name}.pt")).config == ch.sft_model.config
+    rm = rlhf.load_reward_model(tmp_path / "reward_model.pt")
+    assert rlhf.reward_scores(rm, tok, ["Who are you?"], ["I am Pebble."]).shape == (1,)
     assert "fact completion" in card and "| parameters |" in card
     # issue 14's targets are on the card, each with its value, target and verdict
     assert len(numbers["targets"]) >= 10

@@ -32,6 +32,7 @@ CHAPTERS = {
     6: ("06_finetuning", "chat", "finetuning", ["sft"]),
     7: ("07_hallucinations_tools", "tools", "tools", ["idk", "tools"]),
     8: ("08_reinforcement_learning", "rl", "rl", ["rl"]),
+    9: ("09_rlhf", "rlhf", "rlhf", ["rlhf", "dpo"]),
 }
 
 
