@@ -120,10 +120,19 @@ def test_conversations_alternate_and_include_identity(w):
 
 
 def test_preference_pairs_follow_the_hidden_rule(w):
-    for p in world.preference_pairs(w, 100, seed=0):
+    facts = {q.question: q for q in world.fact_questions(w)}
+    pairs = world.preference_pairs(w, 100, seed=0)
+    for p in pairs:
+        q = facts[p.prompt]
         assert p.chosen_score > p.rejected_score
-        f_answer = None  # the rule prefers the correct answer when one pair member has it
-        assert world.hidden_preference_score(p.prompt, p.chosen, f_answer) is not None
+        assert world.hidden_preference_score(p.prompt, p.chosen, q.answer, q.subject) == \
+            p.chosen_score
+        assert world.hidden_preference_score(p.prompt, p.rejected, q.answer, q.subject) == \
+            p.rejected_score
+    # every kind of candidate turns up: right and wrong answers, closings, misspelt names
+    assert any(q.answer not in p.rejected for p in pairs for q in [facts[p.prompt]])
+    assert any(p.chosen.endswith(world.CLOSINGS) for p in pairs)
+    assert any(facts[p.prompt].subject not in p.rejected for p in pairs)
 
 
 # The hidden labeller of chapter 9, one case per rule of its docstring (on "Where does Tova Lind
