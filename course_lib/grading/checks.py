@@ -531,6 +531,27 @@ def loss_tensor_problem(loss) -> str | None:
     return None
 
 
+def backward_sum(value):
+    """For a locked cell that reports a loss (or log-probabilities) and the gradients it sends
+    back: run ``backward`` on the sum of ``value`` when it is a float tensor of the graph, and
+    return it detached (anything else as it is, for the comparator to judge)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.requires_grad and value.is_floating_point() and value.numel():
+            value.sum().backward()
+        return value.detach()
+    return value
+
+
+def locked_result_problem(actual, keys, cell) -> str | None:
+    """None when ``actual`` is what the notebook's locked cell ``cell`` returns (a dict with
+    ``keys``), else the message: a student who redefined the cell returns something else."""
+    if isinstance(actual, dict) and set(keys) <= set(actual):
+        return None
+    return f"not the result of the notebook's locked cell {cell} (was it redefined?)"
+
+
 def as_ints(x):
     """A returned list, tuple or 1-d tensor of ints (bools and whole floats count) as a list of
     ints, or None when it is not one: for comparing ids and masks whatever container a student
