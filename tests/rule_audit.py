@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 ASSIGNMENTS = ("pretraining_data", "tokenization", "transformer", "pretraining", "inference",
-               "finetuning", "tools", "rl")
+               "finetuning", "tools", "rl", "rlhf")
 
 
 class Rule(NamedTuple):
@@ -44,7 +44,7 @@ def _rows(assignment, rows):
     return [Rule(assignment, *r) for r in rows]
 
 
-PD, TOK, TR, PT, INF, FT, TL, RL = ASSIGNMENTS
+PD, TOK, TR, PT, INF, FT, TL, RL, RLHF = ASSIGNMENTS
 
 # said in the introduction of every notebook in which a task calls another task's function
 POLICY = "**A mistake costs the marks of its own task only.**"
@@ -599,6 +599,75 @@ RULES = [
          "(the gradient), every case", "loss_detached"),
         ("policy_loss", "so that token gets no gradient", "fixed: _LOSS_FIXED[1], [2] (the "
          "gradient compared); hidden (r 1.49 with A > 0)", "loss_gradient_through_clip"),
+    ]),
+    # -- rlhf (hidden: the inputs of the hidden call's literal cases=[...]; test_rlhf_checks.py
+    # shows they alone catch every wrong answer) ---------------------------------------------------
+    *_rows(RLHF, [
+        ("bradley_terry_loss", "A pair's loss is `-log sigmoid(r_chosen - r_rejected)`",
+         "fixed: _BT_FIXED[0] (margins 1, -0.5, 1.5); hidden ([2.5, -1.0, 0.0] against "
+         "[0.5, 1.0, 0.0])", "bt_swapped"),
+        ("bradley_terry_loss", "The loss is the **mean** over the pairs (not the sum).",
+         "fixed: _BT_FIXED[0], [4] (six pairs); hidden (four pairs, margins 1 to 4)", "bt_sum"),
+        ("bradley_terry_loss", "Return a 0-dim tensor (shape `()`)", "comparator _loss_problem "
+         "(the shape), every case", "bt_shape_one"),
+        ("bradley_terry_loss", "the gradient must flow back to both `r_chosen` and `r_rejected`",
+         "comparator _compare_bt (both gradients), every case", "bt_detached"),
+        ("bradley_terry_loss", "`torch.log(torch.sigmoid(x))` is not finite there",
+         "fixed: _BT_FIXED[5] (margin -200), [6] (-1000); hidden (-210, -1000)", "bt_unstable"),
+        ("bradley_terry_loss", "The loss and its gradient must be finite for any margin",
+         "fixed: _BT_FIXED[5], [6] (margins -200, +-1000: the gradient); hidden (-210, -1000, "
+         "+1000)", "bt_where_nan_grad"),
+        ("dpo_loss", "A pair's margin is `(policy_chosen_logps - ref_chosen_logps) - "
+         "(policy_rejected_logps - ref_rejected_logps)`", "fixed: _DPO_FIXED[1] (margins 2, -3, "
+         "1.25); hidden (margins 2, -2, -1)", "dpo_swapped"),
+        ("dpo_loss", "how much more the policy has raised the chosen answer than the rejected one, "
+         "each measured against the reference", "fixed: _DPO_FIXED[4] (the policy prefers the "
+         "chosen answer by 2, the reference by 7); hidden (by 1 and by 6)", "dpo_no_reference"),
+        ("dpo_loss", "`beta` multiplies the margin inside the sigmoid", "fixed: _DPO_FIXED[1], "
+         "[2], [3] (beta 0.1, 0.5, 2.0); hidden (beta 0.3, 1.5)", "dpo_no_beta"),
+        ("dpo_loss", "(not the log-sigmoid outside it)", "fixed: _DPO_FIXED[0] (margin 0: log 2 "
+         "against beta log 2), [1]; hidden (beta 0.2 at margin 0, 0.3)", "dpo_beta_outside"),
+        ("dpo_loss", "A pair's loss is `-log sigmoid(beta * margin)`", "fixed: _DPO_FIXED[1] "
+         "(beta 0.1); hidden (beta 0.3, 1.5)", "dpo_beta_divides"),
+        ("dpo_loss", "The loss is the **mean** over the pairs (not the sum); return a 0-dim tensor",
+         "fixed: _DPO_FIXED[0], [1], [5] (two to four pairs); hidden (two and three pairs)",
+         "dpo_sum"),
+        ("dpo_loss", "return a 0-dim tensor (shape `()`).", "comparator _loss_problem (the "
+         "shape), every case", "dpo_shape_one"),
+        ("dpo_loss", "The loss must be finite for any margin", "fixed: _DPO_FIXED[6] (beta * "
+         "margin -400), [7] (+1000, -1500); hidden (-250; +1000, -1200)", "dpo_unstable"),
+        ("dpo_loss", "**detach** them (`.detach()`), so that no gradient reaches them",
+         "comparator _compare_dpo (the reference's gradients: None or 0), every case; hidden "
+         "(every case)", "dpo_no_detach"),
+        ("dpo_loss", "The gradient flows to the policy's log-probabilities.", "comparator "
+         "_compare_dpo (the policy's gradients), every case", "dpo_detached"),
+        ("dpo_loss", "`dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, "
+         "ref_rejected_logps, beta)`", "comparator _compare_dpo (which arguments get a "
+         "gradient), every case", "dpo_argument_order"),
+        ("sequence_logprob", "the logits at `t - 1` predict `ids[:, t]`", "fixed: _SEQ_FIXED "
+         "(every case); hidden (every case)", "seq_off_by_one"),
+        ("sequence_logprob", "`mask` `(B, T)`: a float tensor aligned with `ids`", "fixed: "
+         "_SEQ_FIXED (every case: the answer's first token); hidden (every case)",
+         "seq_mask_not_shifted"),
+        ("sequence_logprob", "the **sum** (not the mean)", "fixed: _SEQ_FIXED[0] (4 answer "
+         "tokens); hidden ([2, 9, 4, 4, 1, 7, 0, 0]: 3)", "seq_mean"),
+        ("sequence_logprob", "Only the answer's tokens count: not the prompt's", "fixed: "
+         "_SEQ_FIXED[0] (a prompt of 3); hidden (a prompt of 3)", "seq_mask_ignored"),
+        ("sequence_logprob", "not the padding's", "fixed: _SEQ_FIXED[1], [2] (padding after "
+         "the answer); hidden ([..., 7, 0, 0], the long rows of 4 and 9)", "seq_padding_counted"),
+        ("sequence_logprob", "A 1 in `mask[:, 0]` changes nothing (position 0 is never "
+         "predicted).", "fixed: _SEQ_FIXED[3] (answers from position 0); hidden ([[6, 1, 1, 3], "
+         "[0, 12, 5, 5]])", "seq_roll_counts_position_0"),
+        ("sequence_logprob", "the rows' prompts and answers have different lengths",
+         "fixed: _SEQ_FIXED[1], [2], [4]; hidden (three rows, two rows)", "seq_first_row_span"),
+        ("sequence_logprob", "Return a float tensor of shape `(B,)`", "fixed: _SEQ_FIXED (every "
+         "case); hidden (every case)", "seq_keeps_dim"),
+        ("sequence_logprob", "is read from `log_softmax(logits[:, t - 1])`", "fixed: _SEQ_FIXED "
+         "(every case); hidden (every case)", "seq_logits_not_logprobs"),
+        ("sequence_logprob", "(over the vocabulary, the last dimension)", "fixed: _SEQ_FIXED "
+         "(every case); hidden (every case)", "seq_softmax_over_time"),
+        ("sequence_logprob", "The gradient must flow to the model's parameters", "comparator "
+         "_compare_seq (every parameter's gradient), every case", "seq_no_grad"),
     ]),
 ]
 
