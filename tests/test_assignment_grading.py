@@ -246,6 +246,35 @@ CHAPTERS = {
                  "Tom has 8 coins", "ANSWER:8"),
         wrong_in_process=False,  # test_rl_checks.py
     ),
+    "rlhf": Chapter(
+        points={"test_bradley_terry_loss": 2, "test_dpo_loss": 3, "test_sequence_logprob": 4},
+        # a loss that is inf (log of an underflowed sigmoid), a loss whose gradient reaches the
+        # reference, log-probabilities off by one position (a loss without a gradient and log
+        # -probabilities of zeros cross in the untouched release)
+        graded_wrong=["bt_unstable", "dpo_no_detach", "seq_off_by_one"],
+        said={"bt_swapped": "chosen and rejected swapped",
+              "bt_unstable": "use F.logsigmoid(x)",
+              "dpo_no_beta": "beta left out",
+              "dpo_beta_outside": "beta outside the log-sigmoid",
+              "dpo_no_detach": "a gradient reached ref_chosen_logps",
+              "seq_off_by_one": "the logits at t - 1 predict ids[t]",
+              "seq_mean": "the SUM of its tokens'",
+              "seq_mask_not_shifted": "the mask not shifted"},
+        broken=[("syntax-error-cell", "test_sequence_logprob",
+                 "name 'sequence_logprob' is not defined")],
+        # course_lib.rl (chapter 8's token_logprobs) is off limits as well as course_lib.rlhf
+        references=(["test_bradley_terry_loss", "test_sequence_logprob"],
+                    ["course_lib.rlhf.bradley_terry_loss", "course_lib.rl.token_logprobs"]),
+        # the locked cell was edited to report the reference's loss and gradients around a DPO
+        # loss that does not detach the reference; graded with the released cell, that loses
+        edited_locked=("dpo_loss_with_grad", "test_dpo_loss",
+                       "a gradient reached ref_chosen_logps"),
+        feedback=("wrong-bt-unstable", 2, 4),
+        gradebook={"wrong-bt-unstable": 9.0 - 2, "wrong-dpo-no-detach": 9.0 - 3},
+        secrets=("seed=1729", "seed=2718", "seed=3141", "-1200.0", "-610.0",
+                 "2, 9, 4, 4, 1, 7"),
+        wrong_in_process=False,  # test_rlhf_checks.py
+    ),
 }
 
 pytestmark = pytest.mark.slow
