@@ -63,10 +63,11 @@ def course():
 # -- spreading the round trip over the workers ------------------------------------------------------
 # `make test` runs `pytest -n 2 --dist loadfile`: each file goes to one worker, so that a file's
 # session fixtures are made once. The assignment round trip (test_assignment_grading.py) is one
-# parametrised file holding five assignments' worth of work (~6 worker-minutes); sent whole to one
-# worker it leaves the other idle at the end of the run. Its unit is the assignment instead (the
-# first parameter of every test there; its fixtures are cached per assignment), so the five
-# assignments are shared between the workers. `--dist loadgroup` with `xdist_group` marks would do
+# parametrised file holding every assignment's grading (nine rows, 1-3 worker-minutes each); sent
+# whole to one worker it would leave the other idle. Its unit is the assignment instead (the
+# first parameter of every test there; its fixtures are cached per assignment), so the rows are
+# shared between the workers, each row whole on one (test_assignment_grading.py checks that the
+# installed pytest-xdist honours this). `--dist loadgroup` with `xdist_group` marks would do
 # this too, but it sends every unmarked test on its own, which makes the other files' module
 # fixtures once per test.
 SPLIT_BY_ASSIGNMENT = ("tests/test_assignment_grading.py",)

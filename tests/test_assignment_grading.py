@@ -594,3 +594,49 @@ def test_each_wrong_answer_loses_exactly_its_task(assignment, chapter, notebooks
     assert "hint:" in verdict[lost], verdict[lost]
     if name in chapter.said:
         assert chapter.said[name] in verdict[lost], verdict[lost]
+
+
+# -- how the rows are run ----------------------------------------------------------------------------
+
+
+def test_each_row_goes_to_one_worker_and_the_rows_to_both(tmp_path, root):
+    """`make test` (``-n 2 --dist loadfile``) with the installed pytest-xdist honours conftest's
+    scheduler: each row of this file runs whole on one worker (its grading is made once) and the
+    rows are shared between the two workers, other files staying whole. Checked on a toy copy
+    of the layout, because the scheduler relies on xdist's ``LoadFileScheduling._split_scope``,
+    which is not public (and xdist 3.8 ignored ``--dist loadgroup`` groups before)."""
+    import subprocess
+    import sys
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    shutil.copy(root / "tests" / "conftest.py", tests)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    rows = ["a", "b", "c", "d"]
+    (tests / "test_assignment_grading.py").write_text(
+        "import pytest\n\n"
+        f"EVERY = pytest.mark.parametrize('assignment', {rows!r})\n\n"
+        "@EVERY\ndef test_one(assignment):\n    pass\n\n"
+        "@EVERY\ndef test_two(assignment):\n    pass\n\n"
+        "@pytest.mark.parametrize('assignment,name', [('a', 'x'), ('b', 'y')])\n"
+        "def test_three(assignment, name):\n    pass\n", encoding="utf-8")
+    (tests / "test_other.py").write_text("def test_x():\n    pass\n\ndef test_y():\n    pass\n",
+                                         encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-v",
+                           "-p", "no:cacheprovider", "tests"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran = {}  # nodeid -> worker, from "[gw0] [ 10%] PASSED tests/...::test_one[a]"
+    for line in proc.stdout.splitlines():
+        if line.startswith("[gw") and " PASSED " in line:
+            ran[line.split(" PASSED ")[1].strip()] = line[1:line.index("]")]
+    assert len(ran) == 4 * 2 + 2 + 2, proc.stdout
+    rt = "tests/test_assignment_grading.py"
+    worker = {}  # row -> the workers that ran its tests
+    for nodeid, w in ran.items():
+        if nodeid.startswith(rt):
+            row = nodeid[nodeid.rindex("[") + 1:-1].split("-")[0]
+            worker.setdefault(row, set()).add(w)
+    assert all(len(ws) == 1 for ws in worker.values()), ("a row ran on two workers", worker)
+    assert set().union(*worker.values()) == {"gw0", "gw1"}, ("the rows ran on one worker", worker)
+    assert len({w for nodeid, w in ran.items() if nodeid.startswith("tests/test_other.py")}) == 1

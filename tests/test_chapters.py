@@ -81,6 +81,13 @@ def test_a_chapter_has_its_page_module_and_assignment(n):
     grading = importlib.import_module(f"course_lib.grading.{assignment}")
     assert isinstance(getattr(grading, "ASSIGNMENT", None), Assignment), (
         f"course_lib/grading/{assignment}.py declares ASSIGNMENT = checks.Assignment(TASKS, ...)")
+    if assignment != "tokenization":  # graded with the adversarial cases in test_grading.py
+        from test_assignment_grading import CHAPTERS as ROUND_TRIP
+
+        assert assignment in ROUND_TRIP, (
+            f"chapter {n}'s assignment has no row in the grading round trip (CHAPTERS in "
+            "tests/test_assignment_grading.py)")
+        assert (ROOT / f"tests/submissions/make_{assignment}_submissions.py").exists()
 
 
 def test_every_assignment_belongs_to_a_chapter():

@@ -6,13 +6,15 @@ one that warns), one wrong answer per task (``tokenization_answers.py``), and ev
 case of the grading issue, including the generic broken notebooks (not JSON, a PDF, empty,
 ``os._exit``, a segfault, endless loops), which are graded here once for the whole course; the
 other assignments are graded in tests/test_assignment_grading.py. Each outcome is asserted
-below. The whole folder is graded three times (twice into the same output folder, once serially
-into another) and the three ``grades.csv`` must be identical.
+below. The whole folder is graded twice into the same output folder, and the two ``grades.csv``
+must be identical; then one notebook of every kind (``SERIAL``) is graded serially into another,
+and its rows must be those of the parallel grading.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,39 @@ LIMITS = {"cell_seconds": 5.0, "call_seconds": 3.0, "notebook_seconds": 120.0,
           "memory_bytes": 2 << 30}
 FULL = 13.0  # autograded points; the written question (2) is graded by hand
 ISOLATED = sandbox.isolation()["namespaces"]
+
+# The serial grading (``jobs=1``: one notebook at a time, the release made by nbgrader rather than
+# the shipped one, one feedback process) grades one file of every kind of the folder: everything
+# whose outcome could depend on the other notebooks running beside it or on the release it is
+# restored from (crashes, loops, limits, the sandbox, restored test cells, the untouched
+# release), and one of each kind whose outcome cannot (a right answer, a wrong result, ...).
+SERIAL = (
+    # right: the solution, the instructor's own notebook, a student's two LMS uploads
+    "solution_like.ipynb", "instructor.ipynb", "smithjane_1001_2001_tokenization.ipynb",
+    "smithjane_1001_2002_tokenization-1.ipynb",
+    # wrong: a wrong result, the reference called, a result that fools ==, an unseeded generator
+    "wrong_merge.ipynb", "calls_reference.ipynb", "always_equal.ipynb", "unseeded_random.ipynb",
+    # tampering with one task's check (that task lost), with what every task uses (all lost)
+    "rebinds_check.ipynb", "patches_builtins.ipynb",
+    # test cells edited, deleted, moved, stripped of their metadata: restored from the release
+    "edits_tests.ipynb", "deletes_tests.ipynb", "moves_tests.ipynb", "strips_metadata.ipynb",
+    # every crash, loop, limit and sandbox case
+    "sys_exit_cell.ipynb", "os_exit_cell.ipynb", "segfault.ipynb", "infinite_loop_cell.ipynb",
+    "infinite_loop_function.ipynb", "memory_blowup.ipynb", "background_process.ipynb",
+    "huge_output.ipynb", "network.ipynb", "reads_instructor_files.ipynb",
+    # no answer, and the files that are not notebooks
+    "untouched.ipynb", "invalid_json.ipynb", "a_pdf.ipynb", "empty.ipynb", "notes.txt",
+)
+# graded in parallel only: each stands for the file of its kind above
+PARALLEL_ONLY = {
+    "alternative.ipynb": "solution_like.ipynb", "warns.ipynb": "solution_like.ipynb",
+    **{f"wrong_{w}.ipynb": "wrong_merge.ipynb" for w in
+       ("get_stats", "train_bpe", "encode", "decode", "decode_per_token")},
+    "calls_reference_train.ipynb": "calls_reference.ipynb",
+    "patches_reference.ipynb": "rebinds_check.ipynb",
+    **{f"{t}.ipynb": "patches_builtins.ipynb" for t in
+       ("patches_sys_modules", "patches_sys_exit", "input_transformer")},
+}
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +102,11 @@ def runs(folder, tmp_path_factory):
     first = (out / "grades.csv").read_text(encoding="utf-8")
     grader.grade("tokenization", d, out, roster=roster, limits=LIMITS, progress=False)
     second = (out / "grades.csv").read_text(encoding="utf-8")
-    grader.grade("tokenization", d, serial, roster=roster, limits=LIMITS, progress=False, jobs=1)
+    few = tmp_path_factory.mktemp("serial") / "tokenization"
+    few.mkdir()
+    for name in SERIAL:
+        shutil.copy(d / name, few / name)
+    grader.grade("tokenization", few, serial, roster=roster, limits=LIMITS, progress=False, jobs=1)
     third = (serial / "grades.csv").read_text(encoding="utf-8")
     return out, results, (first, second, third)
 
@@ -91,10 +130,25 @@ def outputs_text(nb):
     return "\n".join(parts)
 
 
+def test_serial_grading_has_a_file_of_every_kind(folder):
+    """Every file of the folder is in ``SERIAL`` or stands for one there (a new kind of file
+    goes into ``SERIAL``)."""
+    d, _ = folder
+    assert not set(SERIAL) & set(PARALLEL_ONLY)
+    assert set(PARALLEL_ONLY.values()) <= set(SERIAL)
+    assert {p.name for p in d.iterdir()} == set(SERIAL) | set(PARALLEL_ONLY)
+
+
 def test_regrades_are_identical_and_parallel_equals_serial(runs):
     first, second, third = runs[2]
     assert first == second, "grading the same folder twice changed grades.csv"
-    assert first == third, "parallel and serial grading disagree"
+    parallel, serial = (list(csv.reader(io.StringIO(t))) for t in (first, third))
+    students = {"jsmith", "absent"} | {  # absent: on the roster, no file
+        name.split(".")[0].replace("_", "-") for name in SERIAL if not name.startswith("smith")}
+    assert serial[0] == parallel[0]
+    assert {row[0] for row in serial[1:]} == students
+    assert serial[1:] == [row for row in parallel[1:] if row[0] in students], \
+        "parallel and serial grading disagree"
 
 
 @pytest.mark.parametrize("student", ["solution-like", "alternative", "warns", "instructor",
