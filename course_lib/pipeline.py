@@ -719,6 +719,12 @@ def stage_rlhf(ch: Chain):
                    if p.prompt not in held]
     world_test = [p for p in preference_pairs(ch.world, 16 if q else 400, ch.seed + 1)
                   if p.prompt not in {x.prompt for x in world_pairs}]
+    # a toy model's window (the quick chain's 64) is shorter than the rambling answers
+    block = ch.sft_model.config.block_size
+    fits = lambda p: max(len(rlhf.render_pair(tok, p.prompt, x)[0])
+                         for x in (p.chosen, p.rejected)) <= block
+    world_pairs, world_test = [p for p in world_pairs if fits(p)], [p for p in world_test
+                                                                     if fits(p)]
     # answers are a sentence; a toy model's window (the quick chain's 64) leaves less room
     room = min(48, ch.sft_model.config.block_size
                - max(map(len, rlhf.problem_prompts(split["train"] + held_q, tok))))
