@@ -348,6 +348,19 @@ def measure(model, ref, rm, tokenizer, questions, samples: int = 4, seed: int = 
                          for q, t, p, s in list(zip(qs, texts, proxy, true))[::samples][:6]]}
 
 
+def _frozen_copy(model):
+    """The reference: a copy of ``model`` in eval mode that no gradient reaches."""
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def _line(step: int, res: dict) -> str:
+    return (f"step {step}: KL {res['kl']:.2f}, proxy {res['proxy']:+.2f}, "
+            f"true {res['true']:+.2f}, {res['words']:.1f} words")
+
+
 @dataclass
 class RLHFConfig:
     """GRPO against the reward model (chapter 8's loop); answers are short, so steps are quick."""
@@ -372,9 +385,7 @@ def train_rlhf(model, rm, tokenizer, questions, cfg: RLHFConfig | None = None,
     (early stopping on a held-out gold metric: what a lab does with a few fresh human labels)."""
     cfg = cfg or RLHFConfig()
     tok = chat_tokenizer(tokenizer)
-    ref = copy.deepcopy(model).eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
+    ref = _frozen_copy(model)
 
     def reward_fn(texts, qs):
         return reward_scores(rm, tok, [q.question for q in qs],
@@ -385,8 +396,7 @@ def train_rlhf(model, rm, tokenizer, questions, cfg: RLHFConfig | None = None,
     def evaluate_fn(m, step):
         res = measure(m, ref, rm, tok, eval_questions, cfg.eval_samples, seed=10_000 + step,
                       max_new_tokens=cfg.max_new_tokens)
-        log(f"step {step}: KL {res['kl']:.2f}, proxy {res['proxy']:+.2f}, "
-            f"true {res['true']:+.2f}, {res['words']:.1f} words")
+        log(_line(step, res))
         if res["true"] > best["true"]:   # early stopping on the held-out true score
             best.update(step=step, true=res["true"],
                         state={k: v.detach().clone() for k, v in m.state_dict().items()})
@@ -461,9 +471,7 @@ def train_dpo(model, tokenizer, pairs, cfg: DPOConfig | None = None, eval_questi
     device = _model_device(model)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    ref = copy.deepcopy(model).eval()
-    for p in ref.parameters():
-        p.requires_grad_(False)
+    ref = _frozen_copy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     order = [i for _ in range(cfg.epochs) for i in rng.sample(range(len(pairs)), len(pairs))]
     steps = math.ceil(len(order) / cfg.batch)   # the last batch may be smaller: no pair skipped
@@ -475,8 +483,7 @@ def train_dpo(model, tokenizer, pairs, cfg: DPOConfig | None = None, eval_questi
             res = measure(model, ref, rm, tok, eval_questions, cfg.eval_samples,
                           seed=10_000 + step, max_new_tokens=cfg.max_new_tokens)
             result.evals.append((step, clock, res))
-            log(f"step {step}: KL {res['kl']:.2f}, proxy {res['proxy']:+.2f}, "
-                f"true {res['true']:+.2f}, {res['words']:.1f} words")
+            log(_line(step, res))
 
     run_eval(0)
     for step in range(1, steps + 1):
