@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install book test test-fast release clean
+.PHONY: install book test test-fast release chain chain-quick clean
 
 install: $(STAMP)
 
@@ -36,6 +36,14 @@ test-fast: install
 
 release: install
 	$(BIN)/course release
+
+# The whole pipeline, world to DPO, into runs/chain (report_card.md/.html there); ARGS passes
+# options on, e.g. `make chain ARGS=--resume` after an interruption.
+chain: install
+	$(BIN)/python -m course_lib.pipeline --out runs/chain --threads 2 $(ARGS)
+
+chain-quick: install
+	$(BIN)/python -m course_lib.pipeline --out runs/chain-quick --quick $(ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -15,8 +15,10 @@ writes until it produces ``<|im_end|>``: the end of its turn.
 The chat tokens take ids 4081-4083 of the course model, which chapter 4 left free, so the base
 model's weights are finetuned as they are (their rows of the embedding start untrained).
 
-    python -m course_lib.chat                 # talk to the shipped assistant
-    python -m course_lib.chat --base          # the base model, prompted as a forum thread
+    python -m course_lib.chat                 # talk to the shipped assistant, streaming
+    python -m course_lib.chat --model base    # the base model, prompted as a forum thread
+    python -m course_lib.chat --model tools   # chapter 7's tool model, with search and calculator
+    python -m course_lib.chat --list          # every stage's model (base, sft, ..., rlhf, dpo)
     python -m course_lib.pipeline --from assistant --ship   # remake the assistant
 """
 
@@ -33,7 +35,8 @@ from course_lib import assets
 from course_lib.assets import (CHAT_TOKENS, ENDOFTEXT, IM_END, IM_SEP, IM_START, VAL_EVERY,
                                VOCAB_SIZE)
 from course_lib.data import training_mentions
-from course_lib.generate import _model_device, generate, generate_batch, unknown_ids
+from course_lib.generate import (_cached_steps, _model_device, generate, generate_batch,
+                                 unknown_ids)
 from course_lib.train import write_shard
 from course_lib.world import ASSISTANT_NAME, chat_conversations, fact_questions, make_world
 
@@ -240,19 +243,47 @@ def _cut(text: str) -> str:
 
 
 def reply(model, tokenizer, conversation, max_new_tokens: int = 200, temperature: float = 0.0,
-          top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> str:
+          top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+          on_text=None) -> str:
     """The assistant's next message: the conversation (ending with the user) rendered, then
-    sampled with chapter 5's ``generate`` (KV cache) until ``<|im_end|>``."""
+    sampled with chapter 5's ``generate`` (KV cache) until ``<|im_end|>``. ``on_text``: called
+    with each piece of the reply as its tokens come (a terminal streams them); the reply is the
+    same either way."""
 
     tok = chat_tokenizer(tokenizer)
     device = _model_device(model)
     ids = torch.tensor([[tok.special_tokens[ENDOFTEXT]] + render_prompt(conversation, tok)],
                        device=device)
     g = torch.Generator(device=device).manual_seed(seed)
+    if on_text is not None:
+        return _streamed(model, tok, ids, max_new_tokens, temperature, top_k, top_p, g, on_text)
     out = generate(model, ids, max_new_tokens, temperature, top_k, top_p, generator=g,
                    stop_token=CHAT_TOKENS[IM_END],
                    forbid=unknown_ids(tok, model.config.vocab_size).to(device))
     return _cut(tok.decode(out[0, ids.size(1):].tolist()))
+
+
+def _streamed(model, tok, ids, max_new_tokens, temperature, top_k, top_p, g, on_text) -> str:
+    """``reply``'s tokens one by one (chapter 5's cached steps), each new piece of text handed to
+    ``on_text``, until a special token: the reply, cut as ``_cut`` cuts."""
+    stops = {tok.special_tokens[t] for t in (*CHAT_TOKENS, ENDOFTEXT)}
+    forbid = unknown_ids(tok, model.config.vocab_size).to(ids.device)
+    got, shown, started = [], "", False
+    for new in _cached_steps(model, ids, max_new_tokens, temperature, top_k, top_p, g,
+                             forbid=forbid):
+        if int(new[0]) in stops:
+            break
+        got.append(int(new[0]))
+        text = tok.decode(got)
+        if text.endswith("\ufffd"):   # half a character: wait for the rest
+            continue
+        piece, shown = text[len(shown):], text
+        if not started:        # the reply is shown stripped, as it is returned
+            piece = piece.lstrip()
+            started = bool(piece)
+        if piece:
+            on_text(piece)
+    return _cut(tok.decode(got))
 
 
 def replies(model, tokenizer, conversations: list, max_new_tokens: int = 40) -> list[str]:
@@ -344,11 +375,18 @@ def rare_questions(world=None, texts: list[str] | None = None, n: int = 100) -> 
 
 
 def chat_loop(model=None, tokenizer=None, system: str | None = None, temperature: float = 0.7,
-              seed: int = 0, read=input, write=print) -> list:
+              seed: int = 0, read=input, write=print, respond=None, stream: bool = False,
+              name: str | None = None) -> list:
     """Talk to the assistant in a terminal: ``/reset`` forgets, ``/quit`` (or end of input)
-    ends. Returns the conversation."""
+    ends. Returns the conversation.
+
+    ``respond(model, tokenizer, conversation, temperature=, seed=, on_text=)`` writes the reply
+    (default ``reply``; chapter 7's tool loop is another); ``stream``: each piece is written as
+    it comes, ``write(piece, end="", flush=True)``, instead of the whole reply at the end."""
     model = model or sft_model()
     tok = chat_tokenizer(tokenizer)
+    respond = respond or reply
+    prompt = f"{(name or ASSISTANT_NAME).lower()}> "
     start = [{"role": "system", "content": system}] if system else []
     convo = list(start)
     turn = 0
@@ -365,42 +403,31 @@ def chat_loop(model=None, tokenizer=None, system: str | None = None, temperature
         if not text:
             continue
         convo.append({"role": "user", "content": text})
+        if stream:
+            write(prompt, end="", flush=True)
         try:
-            answer = reply(model, tok, convo, temperature=temperature, seed=seed + turn)
+            answer = respond(model, tok, convo, temperature=temperature, seed=seed + turn,
+                             on_text=(lambda piece: write(piece, end="", flush=True))
+                             if stream else None)
         except ValueError as e:  # a message the format cannot hold
             write(f"(not sent: {e})")
             convo.pop()
             continue
         convo.append({"role": "assistant", "content": answer or "..."})
-        write(f"{ASSISTANT_NAME.lower()}> {answer}")
+        write("" if stream else f"{prompt}{answer}")
         turn += 1
     return convo
 
 
 def _main(argv=None):
-    import argparse
+    # The terminal app sits above the chapter modules (it also runs chapter 7's tool loop), so it
+    # lives in course_lib.talk; `python -m course_lib.chat` is kept as its name. Handing over by
+    # module name keeps chat free of an import of a later chapter's module.
+    import runpy
+    import sys
 
-    p = argparse.ArgumentParser(description="Talk to the course's assistant (chapter 6).")
-    p.add_argument("--model", help="an exported model file (default: the shipped assistant)")
-    p.add_argument("--base", action="store_true",
-                   help="the base model instead, prompted as a forum thread, one question a time")
-    p.add_argument("--system", help="a system message")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    tok = chat_tokenizer()
-    if a.base:
-        model = assets.load_model(a.model or "base")
-        while True:
-            try:
-                q = input("you> ").strip()
-            except EOFError:
-                return
-            if q in ("/quit", "/exit"):
-                return
-            if q:
-                print("base> " + base_replies(model, tok, [q])[0])
-    chat_loop(sft_model(a.model), tok, a.system, a.temperature, a.seed)
+    sys.argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    runpy.run_module("course_lib.talk", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

@@ -780,3 +780,82 @@ def tool_eval(model, tokenizer, results, threshold: float, world, texts: list[st
         out["names_read_before"] = _mean(nm in s for nm, s in
                                          zip(names, C.replies(without, tokenizer, convs, 30)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 10: every model of the chain, asked the same questions
+# ---------------------------------------------------------------------------------------------
+
+SIDE_BY_SIDE_KINDS = {
+    "who": "'Who are you?': names itself Pebble",
+    "popular": "facts of the most-named entities, never asked in SFT: right",
+    "rare": "facts of entities no document names: right",
+    "invented": "questions about invented entities: refused",
+    "sums": "4-digit sums (chapter 8's held-out kind): right final answer",
+    "liked": "chapter 9's test questions: the hidden labeller's mean score",
+}
+
+
+def side_by_side_questions(world, texts: list[str] | None = None, n: int = 30,
+                           seed: int = 0) -> dict:
+    """The questions every model of the chain is asked (``SIDE_BY_SIDE_KINDS``), ``n`` of each
+    kind (one "Who are you?"): ``{kind: [(question, answer or None, subject or None)]}``."""
+    from course_lib import chat as C
+    from course_lib.hallucination import invented_questions
+
+    popular = C.popular_questions(world, texts)[:n]
+    rare = C.rare_questions(world, texts, n)
+    liked = rlhf_questions(world, seed)["test"][:n]
+    return {"who": [("Who are you?", None, None)],
+            "popular": [(q.question, q.answer, q.subject) for q in popular],
+            "rare": [(q.question, q.answer, q.subject) for q in rare],
+            "invented": [(q, None, None) for q in invented_questions(world, n, seed)],
+            "sums": [(p.question, str(p.answer), None) for p in rl_problems(n, seed + 5, world)],
+            "liked": [(q.question, q.answer, q.subject) for q in liked]}
+
+
+def side_by_side(models: dict, tokenizer, questions: dict, max_new_tokens: int = 200) -> dict:
+    """Ask every model the same ``questions`` (``side_by_side_questions``), greedily, the way it
+    was made to be asked: ``models`` is ``{name: (model, how)}`` with ``how`` one of ``"base"``
+    (chapter 5's forum prompt), ``"chat"`` (the chat format) or ``"tools"`` (the chat format with
+    chapter 7's tool loop: search and calculator). Returns ``{"scores": {name: {kind: value}},
+    "answers": {name: {kind: [answer, ...]}}}``; a share per kind (``"liked"``: the mean score)."""
+    from course_lib import chat as C
+    from course_lib import tools as T
+    from course_lib.hallucination import refuses
+    from course_lib.world import ASSISTANT_NAME, hidden_preference_score
+
+    flat = [(kind, q) for kind, qs in questions.items() for q in qs]
+    scores, answers = {}, {}
+    for name, (model, how) in models.items():
+        texts = [q for _, (q, _, _) in flat]
+        if how == "base":
+            got = C.base_replies(model, tokenizer, texts, max_new_tokens)
+        elif how == "chat":
+            got = C.replies(model, tokenizer, [[{"role": "user", "content": t}] for t in texts],
+                            max_new_tokens)
+        elif how == "tools":
+            got = []
+            for t in texts:
+                reply, _ = T.run_tool_loop(model, tokenizer, [{"role": "user", "content": t}],
+                                           max_new_tokens=max_new_tokens)
+                got.append(reply)
+        else:
+            raise ValueError(f"{name}: how={how!r}; use 'base', 'chat' or 'tools'")
+        per: dict = {}
+        for (kind, (q, answer, subject)), reply in zip(flat, got):
+            seen = T.visible_text(reply) if how == "tools" else reply
+            if kind == "who":
+                value = float(ASSISTANT_NAME.lower() in seen.lower())
+            elif kind == "invented":
+                value = float(refuses(seen))
+            elif kind == "sums":
+                value = float(parse_answer(seen) == int(answer))
+            elif kind == "liked":
+                value = hidden_preference_score(q, seen, answer, subject)
+            else:
+                value = float(C.says(seen, answer))
+            per.setdefault(kind, []).append(value)
+            answers.setdefault(name, {}).setdefault(kind, []).append(reply)
+        scores[name] = {k: sum(v) / len(v) for k, v in per.items()}
+    return {"scores": scores, "answers": answers}

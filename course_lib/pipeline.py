@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib import assets
+from course_lib import assets, report
 from course_lib.assets import ENDOFTEXT, ORDINARY_VOCAB, VAL_EVERY, VOCAB_SIZE
 from course_lib.data import corpus_texts, entity_mentions, load_corpus, training_mentions  # noqa: F401
 from course_lib.evals import (FactResult, base_beliefs, capability_card,  # noqa: F401
@@ -865,10 +865,66 @@ def _epochs(ch: Chain, tokens: int) -> str:
     return text
 
 
+SIDE_BY_SIDE = {"base": "base", "sft": "chat", "idk": "chat", "tools": "tools", "rl": "chat",
+                "rlhf": "chat", "dpo": "chat"}   # each model of the chain, and how it is asked
+SIDE_N = 30          # questions of each kind (4 in a quick run)
+
+
+def chain_model(ch: Chain, name: str):
+    """The model ``name`` (``assets.MODELS``) as this run made it (its file in ``ch.out``), else
+    the shipped one: ``(model, "this run" | "shipped")``."""
+    f = ch.out / assets.MODELS[name].weights
+    if f.exists():
+        return load_model(str(f)), "this run"
+    return assets.load_model(name), "shipped"
+
+
+def stage_side_by_side(ch: Chain):
+    """Chapter 10: every model of the chain (base model to DPO) asked the same questions
+    (``evals.side_by_side``), each the way it was made to be asked; a score per kind and the
+    answers to the first question of each kind on the card."""
+    from course_lib import chat
+    from course_lib.evals import SIDE_BY_SIDE_KINDS, side_by_side, side_by_side_questions
+    from course_lib.world import make_world
+
+    ch.world = ch.world or make_world(ch.seed)
+    ch.texts = ch.texts or corpus_texts()
+    tok = chat.chat_tokenizer(ch.tokenizer or course_tokenizer())
+    n = 4 if ch.quick else SIDE_N
+    questions = side_by_side_questions(ch.world, ch.texts, n, ch.seed)
+    models, made = {}, {}
+    for name, how in SIDE_BY_SIDE.items():
+        model, made[name] = chain_model(ch, name)
+        models[name] = (model, how)
+    if ch.progress:
+        print(f"asking {len(models)} models {sum(map(len, questions.values()))} questions each",
+              flush=True)
+    got = side_by_side(models, tok, questions, max_new_tokens=48 if ch.quick else 200)
+    kinds = list(SIDE_BY_SIDE_KINDS)
+    fmt = {"who": lambda v: "yes" if v else "no", "liked": lambda v: f"{v:+.2f}"}
+    label = " / ".join(k if k != "invented" else "invented refused" for k in kinds)
+    rows = [("questions, of each kind", f"{n} ('who': 1): " + "; ".join(
+        f"{k}: {d}" for k, d in SIDE_BY_SIDE_KINDS.items()))]
+    for name in models:
+        s = got["scores"][name]
+        rows.append((f"{name} ({models[name][1]}{', shipped' if made[name] == 'shipped' else ''})"
+                     f": {label} (of {n} each)",
+                     " / ".join(fmt.get(k, lambda v: f"{v:.0%}")(s[k]) for k in kinds)))
+    for k in kinds:
+        q = questions[k][0][0]
+        for name in models:
+            reply = " ".join(got["answers"][name][k][0].split())
+            rows.append((f"{name} · {q}", reply[:200] + ("..." if len(reply) > 200 else "")))
+    ch.report_rows = rows
+    (ch.out / "side_by_side.json").write_text(json.dumps(
+        {"questions": questions, "made": made, **got}, indent=1))
+
+
 STAGES = [("world and crawl", stage_world), ("cleaned corpus", stage_corpus),
           ("tokenizer", stage_tokenizer), ("base model", stage_base_model),
           ("assistant", stage_assistant), ("hallucination and tools", stage_tools),
-          ("reinforcement learning", stage_rl), ("RLHF", stage_rlhf)]
+          ("reinforcement learning", stage_rl), ("RLHF", stage_rlhf),
+          ("the models side by side", stage_side_by_side)]
 
 
 def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", quick: bool = False,
@@ -890,7 +946,9 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
         start = _resume(ch, names)
         if start is None:
             if progress:
-                print(f"every stage of {ch.out} is finished; nothing to resume", flush=True)
+                print(f"every stage of {ch.out} is finished; nothing to resume (its card, "
+                      f"compared with the shipped one again: {report.write_html(ch.out)})",
+                      flush=True)
             return ch
     else:
         if recipe != SHIPPED_RECIPE and start not in names[:2]:
@@ -901,15 +959,92 @@ def run_chain(out: str | Path = "runs/chain", start: str = "world and crawl", qu
         if start != names[0] and not quick and shipped.exists():
             # the stages not rerun keep the shipped card's numbers
             _card_from(ch, json.loads(shipped.read_text()), names[:names.index(start)])
-    for name, fn in STAGES[names.index(start):]:
+    todo = STAGES[names.index(start):]
+    expected = _shipped_seconds(quick)
+    clock = SuspendAwareClock().install()
+    chain_t0 = clock()
+    try:
+        _run_stages(ch, todo, names, expected, clock, chain_t0, progress)
+    finally:
+        clock.uninstall()
+    if progress:
+        total = report.chain_minutes(ch.numbers)
+        budget = report.QUICK_BUDGET_MIN if quick else report.CHAIN_BUDGET_MIN
+        print(f"== chain finished: its stages took {total:.1f} min in all (budget {budget} min); "
+              f"card: {ch.out / 'report_card.md'}, {ch.out / 'report_card.html'}", flush=True)
+    return ch
+
+
+def _run_stages(ch, todo, names, expected, clock, chain_t0, progress):
+    for i, (name, fn) in enumerate(todo, 1):
         if progress:
-            print(f"== {name}", flush=True)
-        t0 = time.perf_counter()
+            left = sum(expected.get(n, 0) for n, _ in todo[i - 1:])
+            print(f"== chain [{names.index(name) + 1}/{len(names)}] {name}: "
+                  f"{_clock(clock() - chain_t0)} into this run"
+                  + (f", ~{_clock(left)} to go at the shipped run's pace" if left else ""),
+                  flush=True)
+        t0 = clock()
         ch.report_rows = []
         fn(ch)
-        ch.report(name, ch.report_rows, time.perf_counter() - t0)
+        ch.report(name, ch.report_rows, clock() - t0)
         write_report_card(ch)
-    return ch
+        if progress:
+            print(f"== chain [{names.index(name) + 1}/{len(names)}] {name} done in "
+                  f"{_clock(clock() - t0)}", flush=True)
+
+
+class SuspendAwareClock:
+    """Wall-clock seconds that leave out the time the process spent suspended: a chain stopped
+    with Ctrl-Z (``SIGTSTP``) and continued with ``fg`` (``SIGCONT``) reports each stage's
+    working time, not the pause (``kill -TSTP <pid>`` pauses a background chain the same way,
+    to lend its cores to something else for a while). ``SIGSTOP`` cannot be seen and counts."""
+
+    def __init__(self):
+        self.suspended = 0.0
+
+    def install(self) -> "SuspendAwareClock":
+        import signal
+        import threading
+
+        self._before = None
+        if hasattr(signal, "SIGTSTP") and threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGTSTP, self._suspend)
+        return self
+
+    def uninstall(self) -> None:
+        import signal
+
+        if self._before is not None:
+            signal.signal(signal.SIGTSTP, self._before)
+            self._before = None
+
+    def _suspend(self, signum, frame):
+        import os
+        import signal
+
+        t0 = time.perf_counter()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)          # stops here until SIGCONT
+        self.suspended += time.perf_counter() - t0
+        signal.signal(signal.SIGTSTP, self._suspend)
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.suspended
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _shipped_seconds(quick: bool) -> dict:
+    """Each stage's seconds on the shipped card (for the chain's "to go"; none for --quick)."""
+    try:
+        card = json.loads((ASSETS / "report_card.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {} if quick else {k: v.get("seconds", 0) for k, v in card.items()
+                             if isinstance(v, dict) and k != "chain"}
 
 
 def _card_from(ch: Chain, numbers: dict, stages: list) -> None:
@@ -981,9 +1116,13 @@ def _resume(ch: Chain, names: list) -> str | None:
 
 
 def write_report_card(ch: Chain) -> Path:
+    minutes = sum(v.get("seconds", 0) for v in ch.numbers.values()) / 60
+    budget = report.QUICK_BUDGET_MIN if ch.quick else report.CHAIN_BUDGET_MIN
     lines = ["# Report card of the course pipeline", "",
              f"Made by `python -m course_lib.pipeline` ({'quick run' if ch.quick else 'full run'}, "
-             f"world seed {ch.seed}, recipe {ch.recipe.name}).", ""]
+             f"world seed {ch.seed}, recipe {ch.recipe.name}). {len(ch.card)} of {len(STAGES)} "
+             f"stages on the card, {minutes:.1f} min together (the whole chain's budget: "
+             f"{budget} min on two cores). The same card with figures: `report_card.html`.", ""]
     for stage, rows in ch.card:
         lines += [f"## {stage}", "", "| measure | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in rows] + [""]
@@ -992,14 +1131,26 @@ def write_report_card(ch: Chain) -> Path:
                   "Measured on the assistant, on held-out items, greedy unless said.", "",
                   "| measure | value | target | met |", "|---|---|---|---|"]
         lines += [f"| {m} | {v} | {t} | {ok} |" for m, v, t, ok in ch.targets] + [""]
-    path = ch.out / "report_card.md"
-    path.write_text("\n".join(lines))
     numbers = dict(ch.numbers)
     numbers["chain"] = {"recipe": ch.recipe.name, "seed": ch.seed, "quick": ch.quick,
                         "finished": [stage for stage, _ in ch.card]}
     if ch.targets:
         numbers["targets"] = [list(r) for r in ch.targets]
-    (ch.out / "report_card.json").write_text(json.dumps(numbers, indent=1, default=str))
+    shipped = ASSETS / "report_card.json"
+    if ch.out.resolve() != ASSETS.resolve() and shipped.exists():
+        lines += report.markdown_comparison(report.compare(numbers, json.loads(
+            shipped.read_text())))
+    # each file is written whole and then renamed: a run stopped mid-write keeps the last card
+    _write(ch.out / "report_card.json", json.dumps(numbers, indent=1, default=str))
+    path = _write(ch.out / "report_card.md", "\n".join(lines))
+    report.write_html(ch.out)
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
     return path
 
 
@@ -1009,20 +1160,26 @@ def ship(ch: Chain) -> None:
     for name in assets.FILES:
         if (ch.out / name).exists():
             shutil.copy(ch.out / name, assets.ASSETS_DIR / name)
+    card = assets.ASSETS_DIR / "report_card.md"   # the shipped card is compared with nothing
+    card.write_text(card.read_text().split("\n## compared with the shipped run")[0].rstrip()
+                    + "\n")
 
 
-def _main(argv=None):
+def _main(argv=None, prog: str = "python -m course_lib.pipeline"):
     import argparse
 
     names = [n for n, _ in STAGES]
     p = argparse.ArgumentParser(
-        prog="python -m course_lib.pipeline",
+        prog=prog,
         description="Run the course pipeline (world -> crawl -> corpus -> tokenizer -> base "
-                    "model) and write a report card.")
+                    "model -> assistant -> chapter 7's models -> RL -> RLHF and DPO -> every "
+                    "model side by side) and write a report card (report_card.md, .json and "
+                    ".html, compared with the shipped run's).")
     p.add_argument("--out", default="runs/chain", help="folder for everything the run makes")
     p.add_argument("--from", dest="start", default=names[0],
                    help=f"first stage (the earlier ones' shipped outputs are used): {names}")
-    p.add_argument("--quick", action="store_true", help="a tiny run (a test's, ~1 min)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny run of every stage (the tests', a few minutes)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--config", default=None,
                    help="base model's training config name or .toml path (default: the recipe's)")

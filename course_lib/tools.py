@@ -460,8 +460,8 @@ def visible_text(reply: str) -> str:
 @torch.no_grad()
 def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
                   max_new_tokens: int = 200, max_calls: int = 3, temperature: float = 0.0,
-                  top_k: int | None = None, seed: int = 0, answer_room: int = 16
-                  ) -> tuple[str, list[tuple[str, str]]]:
+                  top_k: int | None = None, seed: int = 0, answer_room: int = 16,
+                  on_text=None) -> tuple[str, list[tuple[str, str]]]:
     """The assistant's reply to ``conversation`` (ending with the user), with tools.
 
     Generation uses the KV cache (chapter 5) and ``sample`` (greedy at ``temperature=0``). When
@@ -480,7 +480,8 @@ def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
 
     Returns ``(reply, calls)``: the reply's text with the calls and results inline (a message
     ``render_tool_conversation`` takes back; ``visible_text`` strips them) and the list of
-    ``(call, result)`` as pasted."""
+    ``(call, result)`` as pasted. ``on_text``: called with each new piece of that text as it is
+    written or pasted (the tool tokens among them), for a terminal to stream."""
     tools = TOOLS if tools is None else tools
     tok = tool_tokenizer(tokenizer)
     block = model.config.block_size
@@ -501,6 +502,19 @@ def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
     model.eval()
     cache = KVCache(model.config.n_layer)
     feed, reply, calls, written, opened = prompt, [], [], 0, None
+    shown, started = "", False
+
+    def show():   # the new piece of the reply's text, stripped at its start as it is returned
+        nonlocal shown, started
+        text = tok.decode(reply)
+        if on_text is None or text.endswith("\ufffd"):   # half a character waits
+            return
+        piece, shown = text[len(shown):], text
+        piece = piece if started else piece.lstrip()
+        started = started or bool(piece)
+        if piece:
+            on_text(piece)
+
     while written < max_new_tokens and cache.length + len(feed) <= block:
         logits, _ = model(torch.tensor([feed], device=device), cache=cache)
         forbid = outside if opened is None else inside
@@ -510,6 +524,7 @@ def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
         if nxt in stops:
             break
         reply.append(nxt)
+        show()
         feed = [nxt]
         if nxt == TOOL_TOKENS[TOOL_START]:
             opened = len(reply)
@@ -525,6 +540,7 @@ def run_tool_loop(model, tokenizer, conversation, tools: dict | None = None,
         calls.append((call, tok.decode(result_ids)))
         pasted = [TOOL_TOKENS[RESULT_START], *result_ids, TOOL_TOKENS[RESULT_END]]
         reply += pasted
+        show()
         feed = [nxt, *pasted]
     return tok.decode(reply).strip(), calls
 

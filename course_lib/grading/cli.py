@@ -3,6 +3,8 @@
     course release [ASSIGNMENT ...]
     course grade ASSIGNMENT FOLDER_OR_ZIP --out DIR [--roster roster.csv] [--jobs N]
     course check NOTEBOOK            (students: the visible tests, graded as the grader does)
+    course chain [--quick] [--resume] [--out DIR] ...   (the whole pipeline: python -m
+                                                          course_lib.pipeline's options)
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ def main(argv=None) -> int:
     c.add_argument("--assignment", help="assignment name (default: from the notebook's path)")
     c.add_argument("--root", type=Path, default=None, help="course root (default: this repo)")
 
+    sub.add_parser("chain", add_help=False,
+                   help="run the course pipeline, world to DPO (python -m course_lib.pipeline; "
+                        "`course chain --help` lists its options)")
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["chain"]:
+        from course_lib import pipeline
+
+        pipeline._main(argv[1:], prog="course chain")
+        return 0
     args = parser.parse_args(argv)
     from course_lib.grading import grader, sandbox
 
