@@ -828,20 +828,20 @@ def side_by_side(models: dict, tokenizer, questions: dict, max_new_tokens: int =
     flat = [(kind, q) for kind, qs in questions.items() for q in qs]
     scores, answers = {}, {}
     for name, (model, how) in models.items():
-        texts = [q for _, (q, _, _) in flat]
-        if how == "base":
-            got = C.base_replies(model, tokenizer, texts, max_new_tokens)
-        elif how == "chat":
-            got = C.replies(model, tokenizer, [[{"role": "user", "content": t}] for t in texts],
-                            max_new_tokens)
-        elif how == "tools":
-            got = []
-            for t in texts:
-                reply, _ = T.run_tool_loop(model, tokenizer, [{"role": "user", "content": t}],
-                                           max_new_tokens=max_new_tokens)
-                got.append(reply)
-        else:
-            raise ValueError(f"{name}: how={how!r}; use 'base', 'chat' or 'tools'")
+        got = []
+        for kind, qs in questions.items():   # a sum's worked steps need room; a fact does not
+            texts = [q for q, _, _ in qs]
+            room = max_new_tokens if kind == "sums" else min(48, max_new_tokens)
+            if how == "base":
+                got += C.base_replies(model, tokenizer, texts, room)
+            elif how == "chat":
+                got += C.replies(model, tokenizer, [[{"role": "user", "content": t}]
+                                                    for t in texts], room)
+            elif how == "tools":
+                got += [T.run_tool_loop(model, tokenizer, [{"role": "user", "content": t}],
+                                        max_new_tokens=room)[0] for t in texts]
+            else:
+                raise ValueError(f"{name}: how={how!r}; use 'base', 'chat' or 'tools'")
         per: dict = {}
         for (kind, (q, answer, subject)), reply in zip(flat, got):
             seen = T.visible_text(reply) if how == "tools" else reply
