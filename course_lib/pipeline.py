@@ -1023,10 +1023,10 @@ class SuspendAwareClock:
         import signal
 
         t0 = time.perf_counter()
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)          # stops here until SIGCONT
+        # SIGSTOP, not SIGTSTP again: the kernel drops SIGTSTP for a process whose group has no
+        # terminal (a chain started with nohup ... &), and SIGSTOP always stops
+        os.kill(os.getpid(), signal.SIGSTOP)          # stops here until SIGCONT
         self.suspended += time.perf_counter() - t0
-        signal.signal(signal.SIGTSTP, self._suspend)
 
     def __call__(self) -> float:
         return time.perf_counter() - self.suspended
