@@ -7,7 +7,7 @@ files, the way nanochat's ``checkpoint_manager`` is: it imports only the modules
 (``tokenizer``, ``model``), so any other module may import it and imports flow one way::
 
     world, tokenizer, model  ->  assets  ->  crawl, data, train, generate
-        ->  chat and later chapters' modules  ->  evals  ->  pipeline
+        ->  chat and later chapters' modules  ->  evals, report, talk  ->  pipeline
 
 - ``SPECIAL_TOKENS``: the registry of the course model's special-token ids. The model has 4,096
   embedding rows; BPE fills 0-4,079, ``<|endoftext|>`` is 4,080, and the rest are given out here
@@ -108,6 +108,22 @@ def path(name: str, must_exist: bool = True) -> Path:
     return p
 
 
+def read(p: Path, what: str, load):
+    """``load(p)``, or a ``ValueError`` that names the file that cannot be read and the command
+    that remakes it (a shipped file) : a truncated download or a half-written file says so
+    instead of raising from deep inside torch or pyarrow."""
+    try:
+        return load(p)
+    except FileNotFoundError:
+        raise
+    except Exception as e:   # noqa: BLE001 - whatever the reader raises, the file is the problem
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        shipped = Path(p).resolve().parent == ASSETS_DIR.resolve() and Path(p).name in FILES
+        fix = (f"remake it with `{FILES[Path(p).name]}`" if shipped else
+               "make it again with the command that wrote it")
+        raise ValueError(f"{p} cannot be read as {what} ({why}); {fix}") from e
+
+
 def _given_or_shipped(given, name: str) -> Path:
     if given is None:
         return path(name)
@@ -139,7 +155,7 @@ def course_tokenizer(chat: bool = False, tools: bool = False, path_: str | Path 
     ``chat=True`` adds chapter 6's chat tokens, ``tools=True`` chapter 7's tool tokens too."""
     from course_lib.tokenizer import Tokenizer
 
-    tok = Tokenizer.load(_given_or_shipped(path_, "course_tokenizer.model"))
+    tok = read(_given_or_shipped(path_, "course_tokenizer.model"), "a tokenizer", Tokenizer.load)
     extra = {**(CHAT_TOKENS if chat or tools else {}), **(TOOL_TOKENS if tools else {})}
     return with_special_tokens(tok, extra) if extra else tok
 
@@ -205,17 +221,20 @@ def load_model(name_or_path: str | Path = "base", device: str = "cpu"):
 
     from course_lib.model import GPT, GPTConfig
 
-    state = torch.load(_model_file(name_or_path), map_location=device, weights_only=True)
-    cfg = state["config"]
-    if "data_dir" in cfg:  # a training checkpoint holds the TrainConfig
-        fields = {f.name for f in dataclasses.fields(GPTConfig)}
-        cfg = {k: v for k, v in cfg.items() if k in fields}
-    model = GPT(GPTConfig(**cfg)).to(device)
-    weights = dict(state["model"])
-    weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
-    model.load_state_dict(weights)
-    model.eval()
-    bias = state.get("meta", {}).get("logit_bias")
+    def build(f):
+        state = torch.load(f, map_location=device, weights_only=True)
+        cfg = state["config"]
+        if "data_dir" in cfg:  # a training checkpoint holds the TrainConfig
+            fields = {f.name for f in dataclasses.fields(GPTConfig)}
+            cfg = {k: v for k, v in cfg.items() if k in fields}
+        model = GPT(GPTConfig(**cfg)).to(device)
+        weights = dict(state["model"])
+        weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
+        model.load_state_dict(weights)
+        return model.eval(), state.get("meta", {})
+
+    model, meta = read(_model_file(name_or_path), "a model", build)
+    bias = meta.get("logit_bias")
     return with_logit_bias(model, {int(k): v for k, v in bias.items()}) if bias else model
 
 
@@ -260,7 +279,8 @@ def load_corpus(path_: str | Path | None = None):
     columns); remake it with ``python -m course_lib.data``."""
     import datasets
 
-    return datasets.Dataset.from_parquet(str(_given_or_shipped(path_, "corpus.parquet")))
+    return read(_given_or_shipped(path_, "corpus.parquet"), "the corpus",
+                lambda f: datasets.Dataset.from_parquet(str(f)))
 
 
 def load_sample_text(n_chars: int | None = None) -> str:

@@ -394,3 +394,26 @@ def write_html(run: str | Path, shipped: str | Path = ASSETS_DIR, path: str | Pa
     tmp.write_text("\n".join(parts), encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The last stage's rows, as tables
+# ---------------------------------------------------------------------------------------------
+
+SIDE_BY_SIDE_STAGE = "the models side by side"
+_SCORE_ROW = re.compile(r"^(\w+) \((\w+)(?:, shipped)?\): (.+) \(of (\d+) each\)$")
+
+
+def side_by_side_tables(numbers: dict) -> tuple[dict, dict]:
+    """The last stage's rows of a card as two tables: ``{model: {kind: value}}`` (each model's
+    score on each kind of question) and ``{question: {model: answer}}`` (the first question of
+    each kind, every model's answer)."""
+    scores, answers = {}, {}
+    for measure, value in numbers.get(SIDE_BY_SIDE_STAGE, {}).items():
+        m = _SCORE_ROW.match(measure)
+        if m:
+            scores[m.group(1)] = dict(zip(m.group(3).split(" / "), str(value).split(" / ")))
+        elif " · " in measure:
+            model, question = measure.split(" · ", 1)
+            answers.setdefault(question, {})[model] = value
+    return scores, answers

@@ -33,6 +33,7 @@ CHAPTERS = {
     7: ("07_hallucinations_tools", "tools", "tools", ["idk", "tools"]),
     8: ("08_reinforcement_learning", "rl", "rl", ["rl"]),
     9: ("09_rlhf", "rlhf", "rlhf", ["rlhf", "dpo"]),
+    10: ("10_epilogue", "report", None, []),   # reading only: no assignment, no new model
 }
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"course_lib.crawl", "course_lib.data", "course_lib.train", "course_lib.generate"},
     {"course_lib.chat", "course_lib.tools", "course_lib.hallucination", "course_lib.rl",
      "course_lib.rlhf"},  # chapter 6, and the later chapters' modules
-    {"course_lib.evals", "course_lib.report"},  # report: the card, read by pipeline
+    {"course_lib.evals", "course_lib.report", "course_lib.talk"},  # report: the card; talk: the terminal
     {"course_lib.pipeline"},
     {"course_lib.grading"},  # every module of the grading package
 ]

@@ -112,3 +112,28 @@ def test_figures_overlay_the_run_on_the_shipped_one():
     ax = figs["RL held-out pass@1"].axes[0]
     labels = [line.get_label() for line in ax.lines]
     assert "this run, seed 0" in labels and "shipped, seed 0" in labels
+
+
+def test_a_broken_shipped_file_is_named_with_the_command_that_remakes_it(tmp_path, monkeypatch):
+    """--from a stage reads the shipped files before it: one that is truncated or not what it
+    should be says which file and which command remakes it."""
+    for name in ("base_model.pt", "course_tokenizer.model", "corpus.parquet"):
+        (tmp_path / name).write_bytes(b"half a file")
+    monkeypatch.setattr(assets, "ASSETS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"base_model\.pt cannot be read as a model .*"
+                                         r"python -m course_lib\.pipeline"):
+        assets.load_model("base")
+    with pytest.raises(ValueError, match=r"course_tokenizer\.model cannot be read as a tokenizer"):
+        assets.course_tokenizer()
+    with pytest.raises(ValueError, match=r"corpus\.parquet cannot be read as the corpus .*"
+                                         r"course_lib\.data"):
+        assets.load_corpus()
+    # a file that loads but is no model (a dict without weights) is named too
+    import torch
+
+    torch.save({"config": {}}, tmp_path / "elsewhere.pt")
+    with pytest.raises(ValueError, match="elsewhere.pt cannot be read as a model"):
+        assets.load_model(str(tmp_path / "elsewhere.pt"))
+    (tmp_path / "base_model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist; make it with"):
+        assets.load_model("base")
