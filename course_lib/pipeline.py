@@ -903,13 +903,16 @@ def stage_side_by_side(ch: Chain):
     kinds = list(SIDE_BY_SIDE_KINDS)
     fmt = {"who": lambda v: "yes" if v else "no", "liked": lambda v: f"{v:+.2f}"}
     label = " / ".join(k if k != "invented" else "invented refused" for k in kinds)
+    shipped = [m for m in models if made[m] == "shipped"]
     rows = [("questions, of each kind", f"{n} ('who': 1): " + "; ".join(
-        f"{k}: {d}" for k, d in SIDE_BY_SIDE_KINDS.items()))]
+        f"{k}: {d}" for k, d in SIDE_BY_SIDE_KINDS.items())),
+        ("models read from course_lib/assets (the others: this run's)",
+         ", ".join(shipped) or "none")]
     for name in models:
         s = got["scores"][name]
-        rows.append((f"{name} ({models[name][1]}{', shipped' if made[name] == 'shipped' else ''})"
-                     f": {label} (of {n} each)",
-                     " / ".join(fmt.get(k, lambda v: f"{v:.0%}")(s[k]) for k in kinds)))
+        rows.append((f"{name} ({models[name][1]}): {label}",
+                     " / ".join(fmt.get(k, lambda v: f"{v:.0%}")(s[k]) for k in kinds)
+                     + f" (of {n} each)"))
     for k in kinds:
         q = questions[k][0][0]
         for name in models:
@@ -1139,7 +1142,7 @@ def write_report_card(ch: Chain) -> Path:
     shipped = ASSETS / "report_card.json"
     if ch.out.resolve() != ASSETS.resolve() and shipped.exists():
         lines += report.markdown_comparison(report.compare(numbers, json.loads(
-            shipped.read_text())))
+            shipped.read_text())), quick=ch.quick)
     # each file is written whole and then renamed: a run stopped mid-write keeps the last card
     _write(ch.out / "report_card.json", json.dumps(numbers, indent=1, default=str))
     path = _write(ch.out / "report_card.md", "\n".join(lines))

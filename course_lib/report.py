@@ -149,14 +149,18 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def markdown_comparison(rows: list[dict]) -> list[str]:
+QUICK_NOTE = ("A quick run trains toy models on a sliver of the data: it is expected to differ "
+              "from the shipped run nearly everywhere, and is compared to show the card's form.")
+
+
+def markdown_comparison(rows: list[dict], quick: bool = False) -> list[str]:
     """The comparison as markdown lines: one count line, then the rows that differ beyond noise
     or are missing, then the clocks."""
     if not rows:
         return []
     counts = summary(rows)
     order = ("same", "within noise", "differs", "text differs", "clock", "new", "missing")
-    lines = ["## compared with the shipped run", "",
+    lines = ["## compared with the shipped run", ""] + ([QUICK_NOTE, ""] if quick else []) + [
              "Each row beside the same row of `course_lib/assets/report_card.json`: "
              + ", ".join(f"{counts[v]} {v}" for v in order if v in counts) + ". "
              "Noise: a share on n items may move by 2 sqrt(2 p (1 - p) / n) (n from the row, "
@@ -364,6 +368,8 @@ def write_html(run: str | Path, shipped: str | Path = ASSETS_DIR, path: str | Pa
              "<p>Noise: a share measured on n items may move by 2&radic;(2p(1&minus;p)/n) "
              f"between runs (n from the row, else {DEFAULT_N}); other decimals by max(0.1, 10 %); "
              "counts must be equal; times are the machine's and only compared as a ratio.</p>"]
+    if chain.get("quick"):
+        parts.append(f"<p><b>{e(QUICK_NOTE)}</b></p>")
     for title, fig in figures(run, shipped):
         parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' "
                      f"src='data:image/png;base64,{_png(fig)}'>")
@@ -401,7 +407,7 @@ def write_html(run: str | Path, shipped: str | Path = ASSETS_DIR, path: str | Pa
 # ---------------------------------------------------------------------------------------------
 
 SIDE_BY_SIDE_STAGE = "the models side by side"
-_SCORE_ROW = re.compile(r"^(\w+) \((\w+)(?:, shipped)?\): (.+) \(of (\d+) each\)$")
+_SCORE_ROW = re.compile(r"^(\w+) \((base|chat|tools)\): (.+)$")
 
 
 def side_by_side_tables(numbers: dict) -> tuple[dict, dict]:
@@ -412,7 +418,8 @@ def side_by_side_tables(numbers: dict) -> tuple[dict, dict]:
     for measure, value in numbers.get(SIDE_BY_SIDE_STAGE, {}).items():
         m = _SCORE_ROW.match(measure)
         if m:
-            scores[m.group(1)] = dict(zip(m.group(3).split(" / "), str(value).split(" / ")))
+            value = re.sub(r" \(of \d+ each\)$", "", str(value))
+            scores[m.group(1)] = dict(zip(m.group(3).split(" / "), value.split(" / ")))
         elif " · " in measure:
             model, question = measure.split(" · ", 1)
             answers.setdefault(question, {})[model] = value

@@ -17,6 +17,7 @@ import torch
 
 from course_lib import evals as E
 from course_lib import pipeline as P
+from course_lib import report
 from course_lib import rlhf
 from course_lib import world as W
 from course_lib.model import GPT, GPTConfig
@@ -273,8 +274,28 @@ def test_quick_chain_of_recipe_v2(tmp_path):
     assert "recipe v2" in card
     for heading in ("## world and crawl", "## tokenizer", "## base model", "## assistant",
                     "## hallucination and tools", "## reinforcement learning", "## RLHF",
-                    "## what the second half of the course needs"):
+                    "## the models side by side", "## what the second half of the course needs",
+                    "## compared with the shipped run"):
         assert heading in card
+    # every stage's rows: each stage is on the card with its time, and with every row the
+    # shipped card has for it (a quick run samples 4 answers where the full one samples 16)
+    shipped = report.load_card(P.ASSETS)
+    for name, _ in P.STAGES:
+        assert numbers[name]["seconds"] > 0 and len(numbers[name]) >= 3, name
+        lacking = set(shipped[name]) - set(numbers[name]) - {
+            "held-out pass@1 / pass@16 (T=1), before / after (shipped seed)"}
+        assert not lacking, f"the quick run's {name!r} lacks the rows {lacking}"
+    assert report.chain_minutes(numbers) <= report.QUICK_BUDGET_MIN
+    # the last stage: every model of the run asked the same questions, none read from assets
+    scores, answers = report.side_by_side_tables(numbers)
+    assert list(scores) == list(P.SIDE_BY_SIDE) and all(len(v) == 6 for v in scores.values())
+    assert numbers["the models side by side"][
+        "models read from course_lib/assets (the others: this run's)"] == "none"
+    assert len(answers) == 6 and all(set(a) == set(P.SIDE_BY_SIDE) for a in answers.values())
+    # the card compared with the shipped one, and the same as one HTML file with its figures
+    assert report.QUICK_NOTE in card
+    page = (tmp_path / "report_card.html").read_text()
+    assert "<script" not in page and page.count("data:image/png;base64,") >= 4
     # chapter 7's stage: the probe, two finetunes from the assistant, its targets on the card
     probe = json.loads((tmp_path / "probe.json").read_text())
     assert len(probe["results"]) > 50 and probe["summary"]["all"]["n"] == len(probe["results"])

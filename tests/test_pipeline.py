@@ -120,3 +120,28 @@ def test_a_chain_started_later_keeps_the_targets_of_the_stages_it_does_not_rerun
         P._card_from(ch, numbers, stages)
         assert [r[0] for r in ch.targets] == want
         assert [stage for stage, _ in ch.card] == stages
+
+
+def test_the_chains_clock_leaves_out_a_pause():
+    """Ctrl-Z (SIGTSTP) pauses a chain; its stage times leave the pause out, and the handler is
+    taken back when the chain ends."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from course_lib.pipeline import SuspendAwareClock
+
+    before = signal.getsignal(signal.SIGTSTP)
+    clock = SuspendAwareClock().install()
+    try:
+        t0, w0 = clock(), time.perf_counter()
+        subprocess.Popen(["bash", "-c", f"sleep 0.3; kill -TSTP {os.getpid()}; sleep 1.5; "
+                                        f"kill -CONT {os.getpid()}"], start_new_session=True)
+        while time.perf_counter() - w0 < 2.5:
+            time.sleep(0.01)
+        wall, worked = time.perf_counter() - w0, clock() - t0
+    finally:
+        clock.uninstall()
+    assert wall >= 2.5 and 1.4 <= wall - worked <= 2.0, (wall, worked)
+    assert signal.getsignal(signal.SIGTSTP) == before
