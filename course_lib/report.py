@@ -254,7 +254,9 @@ def figures(run: str | Path, shipped: str | Path = ASSETS_DIR) -> list[tuple[str
         ax.set_xlabel("minutes")
         totals = ", ".join(f"{who} {chain_minutes(card):.0f} min" for who, card in cards.items()
                            if card)
-        ax.set_title(f"Each stage's time (all stages: {totals}; budget {CHAIN_BUDGET_MIN} min)")
+        quick = cards["this run"].get("chain", {}).get("quick")
+        budget = f"a quick run's budget {QUICK_BUDGET_MIN}" if quick else f"budget {CHAIN_BUDGET_MIN}"
+        ax.set_title(f"Each stage's time (all stages: {totals}; {budget} min)")
         ax.legend(loc="lower right")
         fig.tight_layout()
         out.append(("time per stage", fig))
@@ -337,7 +339,8 @@ def _png(fig) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;width:100%;font-size:14px}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#f3f3f3}.differs,.missing{background:#fde2e1}.within{background:#eef7ee}
 .same{background:#fff}.clock,.text{background:#f6f6f6;color:#555}img{max-width:100%}
 code{background:#f3f3f3;padding:0 3px}"""
