@@ -875,8 +875,20 @@ def chain_model(ch: Chain, name: str):
     the shipped one: ``(model, "this run" | "shipped")``."""
     f = ch.out / assets.MODELS[name].weights
     if f.exists():
-        return load_model(str(f)), "this run"
+        try:
+            return load_model(str(f)), "this run"
+        except ValueError as e:
+            stage = MADE_BY[name]
+            raise ValueError(f"{e}; the stage {stage!r} makes it: remake it with `python -m "
+                             f"course_lib.pipeline --from '{stage}' --out {ch.out}` (the stages "
+                             "before it from the shipped files) or run the chain into a new "
+                             "--out") from e
     return assets.load_model(name), "shipped"
+
+
+MADE_BY = {"base": "base model", "sft": "assistant", "idk": "hallucination and tools",
+           "tools": "hallucination and tools", "rl": "reinforcement learning", "rlhf": "RLHF",
+           "dpo": "RLHF"}   # which stage makes each model of assets.MODELS
 
 
 def stage_side_by_side(ch: Chain):

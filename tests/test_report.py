@@ -137,3 +137,17 @@ def test_a_broken_shipped_file_is_named_with_the_command_that_remakes_it(tmp_pat
     (tmp_path / "base_model.pt").unlink()
     with pytest.raises(FileNotFoundError, match="does not exist; make it with"):
         assets.load_model("base")
+
+
+def test_the_last_stage_names_a_broken_model_of_the_run_and_the_stage_that_makes_it(tmp_path):
+    from course_lib import pipeline as P
+
+    assert set(P.MADE_BY) == set(assets.MODELS) and set(P.MADE_BY.values()) <= {
+        name for name, _ in P.STAGES}
+    ch = P.Chain(tmp_path, recipe=P.RECIPES["v2"])
+    (tmp_path / "rl_model.pt").write_bytes(b"cut short")
+    with pytest.raises(ValueError, match=r"rl_model\.pt cannot be read as a model.*"
+                                         r"--from 'reinforcement learning' --out"):
+        P.chain_model(ch, "rl")
+    model, made = P.chain_model(ch, "dpo")      # not made by this run: the shipped one
+    assert made == "shipped" and model.config.vocab_size == assets.VOCAB_SIZE
