@@ -39,6 +39,7 @@ from course_lib import report as R
     # samples of text are not judged, nor values of another shape
     ("'Who are you?'", "'I am Pebble, made by'", "'I am Pebble.'", "text differs"),
     ("a", "1 / 2", "1 / 2 / 3", "text differs"),
+    ("sft · What is 3511 + 515?", "Answer: 3866", "Answer: 8866", "text differs"),
     # times depend on the machine: only their ratio is shown
     ("time", "100 s", "50 s", "clock"),
     ("speed", "3,065 tokens/s", "3,065 tokens/s", "clock"),
